@@ -1,0 +1,69 @@
+# fraudstream: every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BROKER := bash deploy/kafka/broker.sh
+MODEL_DIR ?= .local/models/champion
+DURATION ?= 60
+RATE ?= 200
+
+.PHONY: help venv up down status model demo test test-unit lint format bench lock clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create .venv with the pinned dependencies
+
+up: ## start the local Kafka broker (fetches the jars once) and create the topics
+	$(BROKER) start
+
+down: ## stop the local services this project started
+	$(BROKER) stop
+
+status: ## is the local broker running?
+	$(BROKER) status
+
+$(MODEL_DIR)/model.ubj: | $(STAMP)
+	$(BIN)/fraudstream-train first-model --out $(MODEL_DIR)
+
+model: $(MODEL_DIR)/model.ubj ## train a first model on simulated history if none exists
+
+demo: venv up model ## run the worker and the simulator for DURATION seconds and print a summary
+	$(BIN)/python deploy/demo.py --duration $(DURATION) --rate $(RATE) --model $(MODEL_DIR)
+
+test: venv up ## run every test (unit and integration, on the real broker)
+	$(BIN)/pytest
+
+test-unit: venv ## run the tests that need no broker
+	$(BIN)/pytest -m "unit or agents"
+
+lint: venv ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy stream_app producers training drift tests bench deploy
+
+format: venv ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: venv up ## run the benchmarks under bench/
+	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+lock: ## re-pin constraints.txt from a fresh resolution of pyproject.toml
+	rm -rf .local/lock-venv && $(PYTHON) -m venv .local/lock-venv
+	.local/lock-venv/bin/pip install --quiet -e '.[dev]'
+	.local/lock-venv/bin/pip freeze --exclude-editable | sed '/^fraudstream/d' > constraints.txt.new
+	(head -2 constraints.txt; cat constraints.txt.new) > constraints.txt && rm constraints.txt.new
+
+clean: down ## stop services and delete local state (broker data, models, lake)
+	rm -rf .local/kafka/data .local/models .local/store .local/worker

@@ -1,0 +1,84 @@
+"""The worker's Prometheus metrics, in one place, on a registry the caller owns.
+
+Conventions: seconds for durations, ``_total`` for counters, and never a label whose values grow
+with traffic (no customer or transaction ids): label values here come from small fixed sets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Latency buckets from 1 ms to 10 s: the p99 budget is 50 ms, so resolution is finest there.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+SCORE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    registry: CollectorRegistry
+    scored: Counter
+    decisions: Counter
+    dead_letters: Counter
+    scores: Histogram
+    scoring_latency: Histogram
+    end_to_end_latency: Histogram
+    batch_size: Histogram
+    model_info: Gauge
+
+
+def create_worker_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
+    """Build the metric set on ``registry`` (a fresh one by default, so tests never collide)."""
+    registry = registry if registry is not None else CollectorRegistry()
+    return WorkerMetrics(
+        registry=registry,
+        scored=Counter(
+            "fraudstream_transactions_scored",
+            "Transactions that received a verdict.",
+            registry=registry,
+        ),
+        decisions=Counter(
+            "fraudstream_decisions",
+            "Verdicts by decision.",
+            ["decision"],
+            registry=registry,
+        ),
+        dead_letters=Counter(
+            "fraudstream_dead_letters",
+            "Messages sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=registry,
+        ),
+        scores=Histogram(
+            "fraudstream_score",
+            "Distribution of model scores.",
+            buckets=SCORE_BUCKETS,
+            registry=registry,
+        ),
+        scoring_latency=Histogram(
+            "fraudstream_batch_scoring_seconds",
+            "Time to validate, featurise and score one batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        end_to_end_latency=Histogram(
+            "fraudstream_end_to_end_latency_seconds",
+            "Kafka record timestamp of a transaction to its verdict being produced.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ),
+        batch_size=Histogram(
+            "fraudstream_batch_size",
+            "Messages per scoring batch.",
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        ),
+        model_info=Gauge(
+            "fraudstream_model_info",
+            "The model in service (value 1), by name and version.",
+            ["model_name", "model_version"],
+            registry=registry,
+        ),
+    )

@@ -1,0 +1,130 @@
+"""Wire schemas: one pydantic model per topic, shared by producers, the worker and tests.
+
+Messages are plain UTF-8 JSON objects with no framework envelope, so Kafka's console tools and
+kcat read and write them as they are. Each carries ``schema_version`` so that consumers can tell
+old messages from new ones when a schema grows.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+# Amounts outside this range are not card payments we score; they go to the dead-letter topic.
+MAX_AMOUNT = 1_000_000.0
+# Event times this far from "now" are clock errors or replays of ancient data, not live traffic.
+MAX_EVENT_AGE = timedelta(days=3650)
+MAX_EVENT_LEAD = timedelta(days=1)
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+ShortText = Annotated[str, Field(min_length=1, max_length=64)]
+Decision = Literal["approve", "review", "block"]
+
+
+class WireModel(BaseModel):
+    """Base for every message: strict about unknown fields so typos are caught, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive timestamps are taken as UTC: the original API sent ISO strings with a trailing Z."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Transaction(WireModel):
+    """A card or payment transaction on ``transactions``, keyed by ``customer_id``."""
+
+    schema_version: int = SCHEMA_VERSION
+    transaction_id: Identifier
+    customer_id: Identifier
+    amount: float = Field(gt=0, le=MAX_AMOUNT)
+    merchant_category: ShortText
+    transaction_type: ShortText
+    device_id: Identifier
+    geo_location: ShortText = Field(description="ISO 3166-2 region code such as IN-MH")
+    timestamp: datetime
+    merchant_id: Identifier | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+
+    @field_validator("amount")
+    @classmethod
+    def _finite_amount(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("amount must be a finite number")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc_timestamp(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+
+class Reason(WireModel):
+    """Why a verdict came out as it did: a feature's contribution or a named rule."""
+
+    code: str
+    value: float | str | None = None
+    contribution: float | None = None
+
+
+class Verdict(WireModel):
+    """The worker's decision on one transaction.
+
+    Every verdict goes to ``fraud-scores``; review and block verdicts also to ``fraud-alerts``.
+    """
+
+    schema_version: int = SCHEMA_VERSION
+    transaction_id: str
+    customer_id: str
+    score: float = Field(ge=0, le=1)
+    decision: Decision
+    model_name: str
+    model_version: str
+    reasons: tuple[Reason, ...] = ()
+    event_time: datetime
+    scored_at: datetime
+    latency_ms: float = Field(
+        ge=0, description="Kafka record timestamp of the transaction to the verdict."
+    )
+    features: dict[str, float] | None = None
+
+
+class Label(WireModel):
+    """Delayed ground truth for a transaction on ``transaction-labels`` (chargeback, analyst)."""
+
+    schema_version: int = SCHEMA_VERSION
+    transaction_id: Identifier
+    is_fraud: bool
+    labeled_at: datetime
+    source: ShortText = "chargeback"
+    customer_id: Identifier | None = None
+    merchant_id: Identifier | None = None
+    scenario: ShortText | None = None
+
+    @field_validator("labeled_at")
+    @classmethod
+    def _utc_labeled_at(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+
+class DeadLetter(WireModel):
+    """A message the worker could not use, where it came from and why (``transactions-dlq``)."""
+
+    schema_version: int = SCHEMA_VERSION
+    reason: str = Field(description="Stable machine-readable cause, e.g. invalid_json")
+    error: str = Field(description="Human-readable detail, truncated")
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    original_value: str = Field(description="The original bytes, base64-encoded")
+    failed_at: datetime

@@ -1,0 +1,81 @@
+"""Scores to decisions, and the reasons a reviewer sees: pure functions over arrays.
+
+Bands: ``score >= block`` blocks, ``score >= review`` goes to review, anything lower is approved.
+The thresholds come from the model's metadata (chosen at training time from the cost of missed
+fraud against the cost of a false alarm) unless the worker's settings override them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import xgboost as xgb
+
+from stream_app.model import ModelBundle
+from stream_app.schemas import Decision, Reason
+
+TOP_REASONS = 3
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    review: float
+    block: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.review <= self.block <= 1:
+            raise ValueError(f"need 0 <= review <= block <= 1, got {self}")
+
+
+def thresholds_for(
+    bundle: ModelBundle, review_override: float | None, block_override: float | None
+) -> Thresholds:
+    """The model's stored bands, with any configured override taking precedence."""
+    review = bundle.metadata.review_threshold if review_override is None else review_override
+    block = bundle.metadata.block_threshold if block_override is None else block_override
+    return Thresholds(review=review, block=block)
+
+
+def decide(scores: npt.NDArray[np.float32], thresholds: Thresholds) -> list[Decision]:
+    """One decision per score, by band."""
+    return [
+        "block"
+        if score >= thresholds.block
+        else "review"
+        if score >= thresholds.review
+        else "approve"
+        for score in scores.tolist()
+    ]
+
+
+def top_reasons(
+    bundle: ModelBundle, features: npt.NDArray[np.float32], top: int = TOP_REASONS
+) -> list[tuple[Reason, ...]]:
+    """The features that pushed each row's score up the most (XGBoost ``pred_contribs``).
+
+    Only positive contributions are reasons: a feature that lowered the score did not make the
+    transaction suspicious. Callers pass just the flagged rows, since contributions cost far
+    more than a prediction.
+    """
+    if len(features) == 0:
+        return []
+    names = bundle.metadata.feature_names
+    matrix = xgb.DMatrix(features, feature_names=list(names))
+    contributions = bundle.booster.predict(matrix, pred_contribs=True)[:, :-1]  # drop bias
+    reasons: list[tuple[Reason, ...]] = []
+    for row_features, row_contributions in zip(features, contributions, strict=True):
+        order = np.argsort(-row_contributions)[:top]
+        reasons.append(
+            tuple(
+                Reason(
+                    code=names[index],
+                    value=float(row_features[index]),
+                    contribution=round(float(row_contributions[index]), 6),
+                )
+                for index in order
+                if row_contributions[index] > 0
+            )
+        )
+    return reasons

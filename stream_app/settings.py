@@ -1,0 +1,157 @@
+"""Typed settings for every fraudstream process.
+
+Read once at each entry point with ``Settings()`` and passed down as typed sub-configs; nothing
+below an entry point reads ``os.environ``. Every field maps to an environment variable with the
+``FRAUDSTREAM_`` prefix and ``__`` between section and field, for example
+``FRAUDSTREAM_KAFKA__BOOTSTRAP_SERVERS=broker:9092``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FRAUDSTREAM_"
+
+
+class Section(BaseModel):
+    """Base of every settings section: field docstrings become the documented meaning."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class TopicNames(Section):
+    """Kafka topic names; change them to share one cluster between deployments."""
+
+    transactions: str = "transactions"
+    """Incoming transactions, keyed by customer_id."""
+    alerts: str = "fraud-alerts"
+    """Review and block verdicts."""
+    scores: str = "fraud-scores"
+    """Every verdict with its feature vector."""
+    labels: str = "transaction-labels"
+    """Delayed ground truth (chargebacks, analyst decisions)."""
+    dead_letters: str = "transactions-dlq"
+    """Input the worker could not use, with the reason."""
+    retrain_requests: str = "retrain-requests"
+    """Retrain events raised by the drift monitor."""
+    model_updates: str = "model-updates"
+    """Newly promoted models, for workers to swap to."""
+
+    def all(self) -> list[str]:
+        return list(self.model_dump().values())
+
+
+class KafkaSettings(Section):
+    """Broker address, security and topic layout."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How clients talk to the brokers."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """SASL mechanism, with a SASL_* protocol."""
+    sasl_username: str | None = None
+    """SASL user name."""
+    sasl_password: SecretStr | None = None
+    """SASL password (secret: never logged)."""
+    ssl_cafile: Path | None = None
+    """CA bundle that signed the brokers' certificates."""
+    ssl_certfile: Path | None = None
+    """Client certificate, for mutual TLS."""
+    ssl_keyfile: Path | None = None
+    """Client private key, for mutual TLS."""
+    partitions: int = Field(default=3, ge=1)
+    """Partitions of the topics the project creates: the most workers that can share the load."""
+    replication_factor: int = Field(default=1, ge=1)
+    """Replicas of the topics the project creates."""
+    topics: TopicNames = TopicNames()
+
+    def confluent_config(self) -> dict[str, Any]:
+        """The connection part of a confluent-kafka (librdkafka) client config."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism is not None:
+            config["sasl.mechanism"] = self.sasl_mechanism
+            config["sasl.username"] = self.sasl_username or ""
+            config["sasl.password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else ""
+            )
+        optional_files = {
+            "ssl.ca.location": self.ssl_cafile,
+            "ssl.certificate.location": self.ssl_certfile,
+            "ssl.key.location": self.ssl_keyfile,
+        }
+        config.update({key: str(path) for key, path in optional_files.items() if path})
+        return config
+
+
+class MlflowSettings(Section):
+    """Tracking server and registry names."""
+
+    tracking_uri: str = "http://127.0.0.1:5000"
+    """MLflow tracking server."""
+    experiment: str = "fraudstream"
+    """Experiment that training runs are logged to."""
+    model_name: str = "fraudstream-xgb"
+    """Registered model name."""
+    champion_alias: str = "champion"
+    """Registry alias of the model in service."""
+
+
+class StoreSettings(Section):
+    """Object store for the lake, models and drift reports: a local folder or ``s3://bucket/prefix``."""
+
+    uri: str = ".local/store"
+    """A local folder, or s3://bucket/prefix."""
+    s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, s3proxy); unset for AWS."""
+    s3_region: str = "us-east-1"
+    """S3 region."""
+    s3_access_key_id: SecretStr | None = None
+    """S3 access key; unset to use the AWS default credential chain."""
+    s3_secret_access_key: SecretStr | None = None
+    """S3 secret key (secret: never logged)."""
+
+
+class WorkerSettings(Section):
+    """The Faust worker: identity, web server, batching and the model it starts with."""
+
+    app_id: str = "fraudstream-worker"
+    """Faust app id, also the consumer group: workers with the same id share the partitions."""
+    web_host: str = "127.0.0.1"
+    """Address /metrics, /health and /predict bind to."""
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    """Port of the web server."""
+    data_dir: Path = Path(".local/worker")
+    """Faust's local data folder."""
+    batch_size: int = Field(default=1000, ge=1)
+    """Most transactions scored in one batch."""
+    batch_within_seconds: float = Field(default=0.05, gt=0)
+    """Longest wait to fill a batch: bounds the added latency at low traffic."""
+    model_path: Path = Path(".local/models/champion")
+    """Model folder (model.ubj + metadata.json) loaded at start."""
+    review_threshold: float | None = Field(default=None, ge=0, le=1)
+    """Overrides the model's stored review threshold."""
+    block_threshold: float | None = Field(default=None, ge=0, le=1)
+    """Overrides the model's stored block threshold."""
+    log_level: str = "INFO"
+    """Python logging level."""
+
+
+class Settings(BaseSettings):
+    """All settings; see the README's configuration table for every variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    store: StoreSettings = StoreSettings()
+    worker: WorkerSettings = WorkerSettings()

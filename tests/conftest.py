@@ -1,0 +1,119 @@
+"""Shared fixtures: one broker per session, fresh topics per test, worker processes on demand."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stream_app.settings import TopicNames
+from tests.kafka_helpers import (
+    REPO_ROOT,
+    create_topics,
+    delete_topics,
+    session_broker,
+    unique_topics,
+)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    with session_broker() as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[TopicNames]:
+    names = unique_topics(request.node.name[:24].replace("[", "-").replace("]", ""))
+    create_topics(kafka_bootstrap, names)
+    yield names
+    delete_topics(kafka_bootstrap, names)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def settings_env(bootstrap: str, topics: TopicNames, **worker: str) -> dict[str, str]:
+    """Environment variables that point a fraudstream process at a test's broker and topics."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("FRAUDSTREAM_") or key == "FRAUDSTREAM_TEST_BOOTSTRAP"
+    }
+    env["FRAUDSTREAM_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
+    for field, name in topics.model_dump().items():
+        env[f"FRAUDSTREAM_KAFKA__TOPICS__{field.upper()}"] = name
+    for field, value in worker.items():
+        env[f"FRAUDSTREAM_WORKER__{field.upper()}"] = value
+    return env
+
+
+WorkerFactory = Callable[..., "WorkerProcess"]
+
+
+class WorkerProcess:
+    """A real ``fraudstream-worker`` process, as users run it."""
+
+    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
+        self.port = port
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stream_app.worker"],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(topics: TopicNames, model_path: Path, **worker: str) -> WorkerProcess:
+        port = free_port()
+        env = settings_env(
+            kafka_bootstrap,
+            topics,
+            app_id=f"test-worker-{uuid.uuid4().hex[:8]}",
+            web_port=str(port),
+            data_dir=str(tmp_path / f"worker-{len(started)}"),
+            model_path=str(model_path),
+            **worker,
+        )
+        process = WorkerProcess(env, port, tmp_path / f"worker-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,0 +1,261 @@
+"""The labelled dataset: transactions with the features the worker sees, and labels known in time.
+
+Two clocks matter. Features are computed over the whole history in time order by
+``stream_app.features.offline_features``, which is point-in-time correct (a row only sees what had
+happened, and which labels had arrived, by its own timestamp), so computing them once is safe.
+Targets are different: a row is labelled only by a label whose ``labeled_at`` is at or before the
+cut-off of the split the row belongs to, because that is all a model trained at that moment could
+have known. Rows without such a label are left out (they are not assumed legit), unless the
+caller opts into ``unlabelled_legit_after``, the "no chargeback within N days means legit"
+convention of card issuers.
+
+Splits are by timestamp: train < validation < test, each labelled as of its own end:
+
+    since ....... train_end ....... validation_end ....... as_of
+    | warm-up | train (labels <= train_end) | validation (<= validation_end) | test (<= as_of) |
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from stream_app.features import FEATURE_NAMES, offline_features
+
+if TYPE_CHECKING:
+    from stream_app.store import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+TARGET = "is_fraud"
+LABELED_AT = "labeled_at"
+CONTEXT_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "timestamp", "amount")
+# The simulator ships ground truth next to each transaction; it must never reach the features.
+GROUND_TRUTH_COLUMNS = ("is_fraud", "scenario")
+TRANSACTIONS_PREFIX = "lake/transactions"
+LABELS_PREFIX = "lake/labels"
+
+
+def utc_timestamp(value: pd.Timestamp | str) -> pd.Timestamp:
+    """A timezone-aware UTC timestamp; naive input is taken as UTC, as on the wire."""
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def known_labels(labels: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Labels that had arrived by ``as_of``; a relabelled transaction keeps its latest label."""
+    arrived = labels[pd.to_datetime(labels[LABELED_AT], utc=True) <= as_of]
+    latest = arrived.sort_values(LABELED_AT, kind="stable").drop_duplicates(
+        "transaction_id", keep="last"
+    )
+    return latest.assign(**{TARGET: latest[TARGET].astype(bool)}).reset_index(drop=True)
+
+
+def featurize(transactions: pd.DataFrame, labels: pd.DataFrame | None) -> pd.DataFrame:
+    """Transactions in time order with their context columns and every feature in FEATURE_NAMES.
+
+    ``labels`` feed the label-based features only (point-in-time inside ``offline_features``);
+    any ground-truth columns on the transactions are dropped first so nothing leaks.
+    """
+    inputs = transactions.drop(columns=list(GROUND_TRUTH_COLUMNS), errors="ignore")
+    inputs = inputs.assign(timestamp=pd.to_datetime(inputs["timestamp"], utc=True))
+    inputs = inputs.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    features = offline_features(inputs, labels)
+    context = inputs[[column for column in CONTEXT_COLUMNS if column in inputs.columns]]
+    return pd.concat([context, features[list(FEATURE_NAMES)].astype(np.float32)], axis=1)
+
+
+def attach_targets(
+    featurized: pd.DataFrame,
+    labels: pd.DataFrame,
+    as_of: pd.Timestamp,
+    unlabelled_legit_after: timedelta | None = None,
+) -> pd.DataFrame:
+    """Rows up to ``as_of`` with the target known at ``as_of``; rows without one are dropped.
+
+    With ``unlabelled_legit_after`` set, a row older than that at ``as_of`` with no label counts
+    as legit (its fraud report window has closed); younger unlabelled rows are still dropped.
+    """
+    rows = featurized[featurized["timestamp"] <= as_of]
+    targets = known_labels(labels, as_of).set_index("transaction_id")[TARGET]
+    target = rows["transaction_id"].map(targets)
+    if unlabelled_legit_after is not None:
+        matured = rows["timestamp"] <= as_of - pd.Timedelta(unlabelled_legit_after)
+        target = target.where(target.notna() | ~matured, False)
+    labelled = target.notna().to_numpy()
+    return rows[labelled].assign(**{TARGET: target[labelled].astype(bool)})
+
+
+def build_dataset(
+    transactions: pd.DataFrame,
+    labels: pd.DataFrame,
+    as_of: pd.Timestamp,
+    unlabelled_legit_after: timedelta | None = None,
+) -> pd.DataFrame:
+    """The labelled dataset from in-memory frames, as a model trained at ``as_of`` would see it."""
+    cut_off = utc_timestamp(as_of)
+    arrived = known_labels(labels, cut_off)
+    featurized = featurize(transactions, arrived)
+    return attach_targets(featurized, arrived, cut_off, unlabelled_legit_after)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One time slice of labelled rows, with the instant its labels were taken at."""
+
+    name: str
+    frame: pd.DataFrame
+    feature_names: tuple[str, ...]
+    start: pd.Timestamp
+    end: pd.Timestamp
+    labels_as_of: pd.Timestamp
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+    def features(self) -> npt.NDArray[np.float32]:
+        """Feature matrix in ``feature_names`` order, the layout the booster and worker use."""
+        return self.frame[list(self.feature_names)].to_numpy(dtype=np.float32)
+
+    def target(self) -> npt.NDArray[np.int8]:
+        return self.frame[TARGET].to_numpy(dtype=np.int8)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: Split
+    validation: Split
+    test: Split
+
+    def all(self) -> tuple[Split, Split, Split]:
+        return self.train, self.validation, self.test
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """Window lengths, counted back from ``as_of``: test last, validation before it.
+
+    ``warmup_days`` at the start of the history are not trained on: their history-based features
+    (velocities, customer habits) were computed without the history before the data begins.
+    """
+
+    validation_days: float = 3.0
+    test_days: float = 4.0
+    warmup_days: float = 1.0
+    unlabelled_legit_after: timedelta | None = None
+
+
+def _split(
+    featurized: pd.DataFrame,
+    labels: pd.DataFrame,
+    name: str,
+    window: tuple[pd.Timestamp, pd.Timestamp],
+    plan: SplitPlan,
+) -> Split:
+    start, end = window
+    inside = featurized[(featurized["timestamp"] >= start) & (featurized["timestamp"] < end)]
+    frame = attach_targets(inside, labels, end, plan.unlabelled_legit_after)
+    logger.info(
+        "split=%s start=%s end=%s rows=%d frauds=%d",
+        name,
+        start.isoformat(),
+        end.isoformat(),
+        len(frame),
+        int(frame[TARGET].sum()),
+    )
+    return Split(name, frame.reset_index(drop=True), FEATURE_NAMES, start, end, end)
+
+
+def split_by_time(
+    featurized: pd.DataFrame, labels: pd.DataFrame, as_of: pd.Timestamp, plan: SplitPlan
+) -> Splits:
+    """Train / validation / test by timestamp, each labelled as of its own end (no leakage).
+
+    Raises ValueError if a split has no rows or only one class: it could not train or measure.
+    """
+    as_of = utc_timestamp(as_of)
+    validation_end = as_of - pd.Timedelta(days=plan.test_days)
+    train_end = validation_end - pd.Timedelta(days=plan.validation_days)
+    train_start = featurized["timestamp"].min() + pd.Timedelta(days=plan.warmup_days)
+    if train_start >= train_end:
+        raise ValueError(
+            f"history too short: training would start at {train_start} and end at {train_end}"
+        )
+    windows = {
+        "train": (train_start, train_end),
+        "validation": (train_end, validation_end),
+        # The test window includes as_of itself.
+        "test": (validation_end, as_of + pd.Timedelta(1, "ns")),
+    }
+    splits = {
+        name: _split(featurized, labels, name, window, plan) for name, window in windows.items()
+    }
+    for split in splits.values():
+        _require_two_classes(split)
+    return Splits(**splits)
+
+
+def _require_two_classes(split: Split) -> None:
+    frauds = int(split.frame[TARGET].sum())
+    if frauds in {0, split.rows}:
+        raise ValueError(
+            f"{split.name} split has {split.rows} labelled rows and {frauds} frauds; "
+            "it needs both classes (longer history, or a later as_of)"
+        )
+
+
+def dataset_splits(
+    transactions: pd.DataFrame, labels: pd.DataFrame, as_of: pd.Timestamp, plan: SplitPlan
+) -> Splits:
+    """In-memory frames to time splits: the whole path the trainer runs, without the lake."""
+    cut_off = utc_timestamp(as_of)
+    arrived = known_labels(labels, cut_off)
+    featurized = featurize(transactions, arrived)
+    return split_by_time(featurized, arrived, cut_off, plan)
+
+
+def _dates(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+
+
+def _read_partitions(store: ObjectStore, prefix: str, days: list[date]) -> pd.DataFrame:
+    """Concatenate the ``date=`` partitions that exist; a missing day is just empty."""
+    from stream_app.store import read_parquet_prefix
+
+    parts = [read_parquet_prefix(store, f"{prefix}/date={day.isoformat()}/") for day in days]
+    non_empty = [part for part in parts if len(part)]
+    if not non_empty:
+        raise ValueError(f"no data under {prefix}/ for {days[0]} .. {days[-1]}")
+    return pd.concat(non_empty, ignore_index=True)
+
+
+def load_lake(
+    store: ObjectStore, as_of: pd.Timestamp, history_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Transactions of the last ``history_days`` days up to ``as_of``, and the labels known then.
+
+    Labels (partitioned by the day they arrived) are read over twice that span: the label-based
+    features of the first transactions look back at labels that arrived before them.
+    """
+    cut_off = utc_timestamp(as_of)
+    first_day = (cut_off - pd.Timedelta(days=history_days)).date()
+    transactions = _read_partitions(store, TRANSACTIONS_PREFIX, _dates(first_day, cut_off.date()))
+    stamps = pd.to_datetime(transactions["timestamp"], utc=True)
+    transactions = transactions[stamps <= cut_off]
+    first_label_day = first_day - timedelta(days=history_days)
+    label_days = _dates(first_label_day, cut_off.date())
+    labels = known_labels(_read_partitions(store, LABELS_PREFIX, label_days), cut_off)
+    logger.info(
+        "lake as_of=%s transactions=%d labels=%d",
+        cut_off.isoformat(),
+        len(transactions),
+        len(labels),
+    )
+    return transactions.reset_index(drop=True), labels
