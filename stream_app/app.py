@@ -55,9 +55,12 @@ def create_app(settings: Settings, scorer: BatchScorer, publisher: VerdictPublis
     @app.agent(transactions, concurrency=1)
     async def score_transactions(stream: faust.StreamT[bytes]) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(
+        # take_events yields whole events (partition, offset, raw bytes) and acknowledges them
+        # only when the loop body has finished: after the batch's outputs are confirmed.
+        batches = stream.take_events(  # type: ignore[attr-defined]  # on Stream, not StreamT
             worker.batch_size, within=worker.batch_within_seconds
-        ):
+        )
+        async for events in batches:
             result = scorer.score_batch(_raw_records(events))
             publisher.enqueue(result)
             try:
@@ -90,7 +93,7 @@ def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
     return faust.SSLCredentials(ssl_context) if ssl_context is not None else None
 
 
-def _raw_records(events: Sequence[EventT[Any, Any]]) -> list[RawRecord]:
+def _raw_records(events: Sequence[EventT[Any]]) -> list[RawRecord]:
     return [
         RawRecord(
             topic=event.message.topic,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -41,5 +42,16 @@ def settings_table() -> str:
     return "\n".join(lines)
 
 
+def write_into(readme: Path) -> None:
+    """Replace the table between the README's markers with the current one."""
+    text = readme.read_text()
+    head, rest = text.split(BEGIN_MARKER, 1)
+    _, tail = rest.split(END_MARKER, 1)
+    readme.write_text(f"{head}{BEGIN_MARKER}\n{settings_table()}\n{END_MARKER}{tail}")
+
+
 if __name__ == "__main__":
-    sys.stdout.write(settings_table() + "\n")
+    if sys.argv[1:] == ["--write"]:
+        write_into(Path("README.md"))
+    else:
+        sys.stdout.write(settings_table() + "\n")

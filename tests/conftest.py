@@ -117,3 +117,25 @@ def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real first model, trained once per session with the project's own command."""
+    folder = tmp_path_factory.mktemp("model") / "champion"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.cli",
+            "first-model",
+            "--out",
+            str(folder),
+            "--rounds",
+            "80",
+        ],
+        check=True,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    return folder

@@ -1,0 +1,18 @@
+"""The README's configuration table is generated from the settings class and must match it."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream_app.settings_doc import BEGIN_MARKER, END_MARKER, settings_table
+from tests.kafka_helpers import REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+
+def test_readme_settings_table_is_current() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    documented = readme.split(BEGIN_MARKER)[1].split(END_MARKER)[0].strip()
+    assert documented == settings_table(), (
+        "README configuration table is stale: run `python -m stream_app.settings_doc --write`"
+    )
