@@ -14,16 +14,14 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import SecretStr
 
 from stream_app.settings import StoreSettings
-
-if TYPE_CHECKING:
-    from botocore.client import BaseClient
 
 S3_SCHEME = "s3://"
 FILE_SCHEME = "file://"
@@ -127,13 +125,14 @@ class S3Store(ObjectStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self._settings = settings
-        self._client: BaseClient | None = None
+        # Any: boto3-stubs types S3 clients only with the mypy-boto3-s3 extra, which we do not pin.
+        self._client: Any = None
 
     @property
-    def client(self) -> BaseClient:
+    def client(self) -> Any:
         """Created on first use, so opening a store never touches the network or credentials."""
         if self._client is None:
-            import boto3  # noqa: PLC0415 - only S3 users pay for importing boto3
+            import boto3  # imported here: only S3 users pay for it
 
             settings = self._settings
             self._client = boto3.client(
@@ -153,20 +152,24 @@ class S3Store(ObjectStore):
         self.client.put_object(Bucket=self.bucket, Key=self._full_key(key), Body=data)
 
     def get_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=self._full_key(key))
-        except self.client.exceptions.NoSuchKey as error:
-            raise ObjectNotFoundError(self.uri(key)) from error
+        except ClientError as error:
+            if _is_missing(error):
+                raise ObjectNotFoundError(self.uri(key)) from error
+            raise
         body: bytes = response["Body"].read()
         return body
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError  # noqa: PLC0415 - see client
+        from botocore.exceptions import ClientError
 
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._full_key(key))
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            if _is_missing(error):
                 return False
             raise
         return True
@@ -184,12 +187,17 @@ class S3Store(ObjectStore):
         return f"{S3_SCHEME}{self.bucket}/{full}" if full else f"{S3_SCHEME}{self.bucket}"
 
 
-def _secret(value: Any) -> str | None:
-    return None if value is None else str(value.get_secret_value())
+def _is_missing(error: Any) -> bool:
+    """S3 says 404 for HEAD and NoSuchKey for GET; compatible servers vary a little."""
+    return error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 def open_store(settings: StoreSettings) -> ObjectStore:
-    """The store ``settings.uri`` names: ``s3://bucket/prefix``, ``file:///path`` or a plain path."""
+    """The store ``settings.uri`` names: ``s3://bucket/prefix``, ``file:///path`` or a path."""
     uri = settings.uri
     if uri.startswith(S3_SCHEME):
         bucket, _, prefix = uri[len(S3_SCHEME) :].partition("/")
