@@ -9,10 +9,15 @@ have known. Rows without such a label are left out (they are not assumed legit),
 caller opts into ``unlabelled_legit_after``, the "no chargeback within N days means legit"
 convention of card issuers.
 
-Splits are by timestamp: train < validation < test, each labelled as of its own end:
+Splits are by timestamp, counted back from ``as_of``. Each split is followed by a gap of
+``gap_days`` whose rows are used by no split: it is the time the split's labels get to arrive,
+and the split's cut-off is the end of its gap (the moment the next split starts):
 
-    since ....... train_end ....... validation_end ....... as_of
-    | warm-up | train (labels <= train_end) | validation (<= validation_end) | test (<= as_of) |
+    | warm-up | train | gap | validation | gap | test | gap ]
+                      ^ train labels as of here  ^ ...     ^ test labels as of as_of
+
+Without a gap, the last days of every split would be nearly unlabelled (chargebacks take days),
+and validation, which drives early stopping and the thresholds, would hold a handful of frauds.
 """
 
 from __future__ import annotations
@@ -20,16 +25,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from stream_app.features import FEATURE_NAMES, offline_features
-
-if TYPE_CHECKING:
-    from stream_app.store import ObjectStore
+from stream_app.store import ObjectStore, read_parquet_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,10 @@ def featurize(transactions: pd.DataFrame, labels: pd.DataFrame | None) -> pd.Dat
     inputs = inputs.assign(timestamp=pd.to_datetime(inputs["timestamp"], utc=True))
     inputs = inputs.sort_values("timestamp", kind="stable").reset_index(drop=True)
     features = offline_features(inputs, labels)
-    context = inputs[[column for column in CONTEXT_COLUMNS if column in inputs.columns]]
+    # A context column that is also a feature (``amount``) is kept once, as the feature.
+    context = inputs[
+        [name for name in CONTEXT_COLUMNS if name in inputs.columns and name not in FEATURE_NAMES]
+    ]
     return pd.concat([context, features[list(FEATURE_NAMES)].astype(np.float32)], axis=1)
 
 
@@ -140,60 +145,76 @@ class Splits:
 
 @dataclass(frozen=True)
 class SplitPlan:
-    """Window lengths, counted back from ``as_of``: test last, validation before it.
+    """Window lengths in days, counted back from ``as_of``: test last, validation before it.
 
-    ``warmup_days`` at the start of the history are not trained on: their history-based features
-    (velocities, customer habits) were computed without the history before the data begins.
+    ``gap_days`` follow each split (see the module docstring). ``warmup_days`` at the start of
+    the history are not trained on: their history-based features (velocities, customer habits)
+    were computed without the history before the data begins.
     """
 
-    validation_days: float = 3.0
-    test_days: float = 4.0
+    validation_days: float = 4.0
+    test_days: float = 5.0
+    gap_days: float = 3.0
     warmup_days: float = 1.0
     unlabelled_legit_after: timedelta | None = None
 
 
+@dataclass(frozen=True)
+class Window:
+    start: pd.Timestamp
+    end: pd.Timestamp
+    labels_as_of: pd.Timestamp
+
+
+def split_windows(
+    first_seen: pd.Timestamp, as_of: pd.Timestamp, plan: SplitPlan
+) -> dict[str, Window]:
+    """Train, validation and test windows (end exclusive) and their label cut-offs."""
+    gap = pd.Timedelta(days=plan.gap_days)
+    test_end = as_of - gap
+    test_start = test_end - pd.Timedelta(days=plan.test_days)
+    validation_start = test_start - gap - pd.Timedelta(days=plan.validation_days)
+    train_end = validation_start - gap
+    train_start = first_seen + pd.Timedelta(days=plan.warmup_days)
+    if train_start >= train_end:
+        raise ValueError(
+            f"history too short: training would start at {train_start} and end at {train_end}"
+        )
+    return {
+        "train": Window(train_start, train_end, validation_start),
+        "validation": Window(validation_start, test_start - gap, test_start),
+        "test": Window(test_start, test_end, as_of),
+    }
+
+
 def _split(
-    featurized: pd.DataFrame,
-    labels: pd.DataFrame,
-    name: str,
-    window: tuple[pd.Timestamp, pd.Timestamp],
-    plan: SplitPlan,
+    featurized: pd.DataFrame, labels: pd.DataFrame, name: str, window: Window, plan: SplitPlan
 ) -> Split:
-    start, end = window
-    inside = featurized[(featurized["timestamp"] >= start) & (featurized["timestamp"] < end)]
-    frame = attach_targets(inside, labels, end, plan.unlabelled_legit_after)
+    stamps = featurized["timestamp"]
+    inside = featurized[(stamps >= window.start) & (stamps < window.end)]
+    frame = attach_targets(inside, labels, window.labels_as_of, plan.unlabelled_legit_after)
     logger.info(
-        "split=%s start=%s end=%s rows=%d frauds=%d",
+        "split=%s start=%s end=%s labels_as_of=%s rows=%d frauds=%d",
         name,
-        start.isoformat(),
-        end.isoformat(),
+        window.start.isoformat(),
+        window.end.isoformat(),
+        window.labels_as_of.isoformat(),
         len(frame),
         int(frame[TARGET].sum()),
     )
-    return Split(name, frame.reset_index(drop=True), FEATURE_NAMES, start, end, end)
+    frame = frame.reset_index(drop=True)
+    return Split(name, frame, FEATURE_NAMES, window.start, window.end, window.labels_as_of)
 
 
 def split_by_time(
     featurized: pd.DataFrame, labels: pd.DataFrame, as_of: pd.Timestamp, plan: SplitPlan
 ) -> Splits:
-    """Train / validation / test by timestamp, each labelled as of its own end (no leakage).
+    """Train / validation / test by timestamp, each labelled as of its cut-off (no leakage).
 
     Raises ValueError if a split has no rows or only one class: it could not train or measure.
     """
     as_of = utc_timestamp(as_of)
-    validation_end = as_of - pd.Timedelta(days=plan.test_days)
-    train_end = validation_end - pd.Timedelta(days=plan.validation_days)
-    train_start = featurized["timestamp"].min() + pd.Timedelta(days=plan.warmup_days)
-    if train_start >= train_end:
-        raise ValueError(
-            f"history too short: training would start at {train_start} and end at {train_end}"
-        )
-    windows = {
-        "train": (train_start, train_end),
-        "validation": (train_end, validation_end),
-        # The test window includes as_of itself.
-        "test": (validation_end, as_of + pd.Timedelta(1, "ns")),
-    }
+    windows = split_windows(featurized["timestamp"].min(), as_of, plan)
     splits = {
         name: _split(featurized, labels, name, window, plan) for name, window in windows.items()
     }
@@ -227,13 +248,12 @@ def _dates(first: date, last: date) -> list[date]:
 
 def _read_partitions(store: ObjectStore, prefix: str, days: list[date]) -> pd.DataFrame:
     """Concatenate the ``date=`` partitions that exist; a missing day is just empty."""
-    from stream_app.store import read_parquet_prefix
-
     parts = [read_parquet_prefix(store, f"{prefix}/date={day.isoformat()}/") for day in days]
     non_empty = [part for part in parts if len(part)]
     if not non_empty:
         raise ValueError(f"no data under {prefix}/ for {days[0]} .. {days[-1]}")
-    return pd.concat(non_empty, ignore_index=True)
+    combined: pd.DataFrame = pd.concat(non_empty, ignore_index=True)
+    return combined
 
 
 def load_lake(

@@ -97,34 +97,43 @@ class FittedBooster:
     scale_pos_weight: float
 
 
-def fit_booster(train: Split, validation: Split, config: TrainConfig) -> FittedBooster:
-    """Boost on ``train`` until ``validation`` aucpr stops improving; keep the best trees only."""
-    names = list(train.feature_names)
-    target = train.target()
-    weight = config.scale_pos_weight or class_ratio_weight(target)
-    dtrain = xgb.QuantileDMatrix(
-        train.features(),
-        label=target,
-        feature_names=names,
+def _matrix(split: Split, config: TrainConfig, ref: xgb.QuantileDMatrix | None) -> Any:
+    return xgb.QuantileDMatrix(
+        split.features(),
+        label=split.target(),
+        feature_names=list(split.feature_names),
         nthread=config.nthread,
         max_bin=config.max_bin,
+        ref=ref,
     )
-    dvalid = xgb.QuantileDMatrix(
-        validation.features(),
-        label=validation.target(),
-        feature_names=names,
-        ref=dtrain,
-        nthread=config.nthread,
-    )
+
+
+def fit_booster(train: Split, validation: Split | None, config: TrainConfig) -> FittedBooster:
+    """Boost on ``train`` until ``validation`` aucpr stops improving; keep the best trees only.
+
+    Without a validation split, all ``num_boost_round`` rounds are kept (the backtest does this:
+    its one-week train windows cannot spare days for a validation set big enough to stop on).
+    """
+    target = train.target()
+    weight = config.scale_pos_weight or class_ratio_weight(target)
+    dtrain = _matrix(train, config, ref=None)
+    evals, stopping = [], None
+    if validation is not None:
+        if not 0 < validation.target().sum() < validation.rows:
+            raise ValueError("early stopping needs both classes in the validation split")
+        evals, stopping = (
+            [(_matrix(validation, config, ref=dtrain), "validation")],
+            config.early_stopping_rounds,
+        )
     booster = xgb.train(
         booster_params(config, weight),
         dtrain,
         num_boost_round=config.num_boost_round,
-        evals=[(dvalid, "validation")],
-        early_stopping_rounds=config.early_stopping_rounds,
+        evals=evals,
+        early_stopping_rounds=stopping,
         verbose_eval=False,
     )
-    best = int(booster.best_iteration)
+    best = int(booster.best_iteration) if stopping else config.num_boost_round - 1
     logger.info("trained best_iteration=%d scale_pos_weight=%.2f", best, weight)
     return FittedBooster(booster[: best + 1], best, weight)
 
