@@ -14,6 +14,7 @@ import logging
 import os
 import ssl
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -24,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream_app.processor import BatchScorer
 from stream_app.publisher import PublishError, VerdictPublisher
 from stream_app.settings import KafkaSettings, Settings
-from stream_app.validation import RawRecord
+from stream_app.validation import RawRecord, Rejection, parse_transaction
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,27 @@ def _exit_without_acknowledging(exc: PublishError) -> None:
     os._exit(EXIT_PUBLISH_FAILED)
 
 
+# /predict answers: a client error's status by rejection reason (the body names the fields).
+REJECTION_STATUS = {"oversized": 413, "invalid_encoding": 400, "invalid_json": 400}
+UNPROCESSABLE = 422
+
+
 def _add_views(app: faust.App, scorer: BatchScorer) -> None:
+    @app.page("/predict")
+    class Predict(View):
+        """The original request/response API, on the same features and model as the stream."""
+
+        async def post(self, request: Request) -> Response:
+            body = await request.read()  # aiohttp refuses bodies over 1 MiB with a 413 itself
+            parsed = parse_transaction(body, datetime.now(UTC))
+            if isinstance(parsed, Rejection):
+                scorer.metrics.predict_requests.labels(parsed.reason).inc()
+                status = REJECTION_STATUS.get(parsed.reason, UNPROCESSABLE)
+                return self.json({"reason": parsed.reason, "error": parsed.error}, status=status)
+            verdict = scorer.predict(parsed)
+            scorer.metrics.predict_requests.labels(verdict.decision).inc()
+            return self.json(verdict.model_dump(mode="json", exclude_none=True))
+
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:
         body = generate_latest(scorer.metrics.registry)

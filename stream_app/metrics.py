@@ -27,6 +27,7 @@ class WorkerMetrics:
     end_to_end_latency: Histogram
     batch_size: Histogram
     model_info: Gauge
+    predict_requests: Counter
 
 
 def create_worker_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -79,6 +80,12 @@ def create_worker_metrics(registry: CollectorRegistry | None = None) -> WorkerMe
             "fraudstream_model_info",
             "The model in service (value 1), by name and version.",
             ["model_name", "model_version"],
+            registry=registry,
+        ),
+        predict_requests=Counter(
+            "fraudstream_predict_requests",
+            "POST /predict requests, by decision or rejection reason.",
+            ["result"],
             registry=registry,
         ),
     )

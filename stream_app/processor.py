@@ -18,11 +18,9 @@ import numpy.typing as npt
 from stream_app import features
 from stream_app.metrics import WorkerMetrics
 from stream_app.model import ModelBundle
-from stream_app.schemas import DeadLetter, Decision, Reason, Transaction, Verdict
+from stream_app.schemas import DeadLetter, Reason, Transaction, Verdict
 from stream_app.scoring import Thresholds, decide, top_reasons
 from stream_app.validation import RawRecord, Rejection, dead_letter, parse_transaction
-
-UNKNOWN_MERCHANT = "unknown"
 
 
 @dataclass
@@ -39,7 +37,7 @@ class EntityState:
         return state
 
     def merchant(self, merchant_id: str | None) -> features.MerchantState:
-        key = merchant_id or UNKNOWN_MERCHANT
+        key = features.merchant_key(merchant_id)
         state = self.merchants.get(key)
         if state is None:
             state = self.merchants[key] = features.MerchantState()
@@ -102,8 +100,30 @@ class BatchScorer:
             features.observe_transaction(customer, merchant, transaction)
         return rows
 
+    def predict(self, transaction: Transaction) -> Verdict:
+        """Score one transaction for ``POST /predict``: the same features and model as the
+        stream, from the customer's current state, which the request leaves unchanged (the
+        transaction is not known to have happened, and if it also arrives on the topic it
+        must not be counted twice)."""
+        requested_ms = time.time() * 1000
+        customer = self.state.customers.get(transaction.customer_id, features.CustomerState())
+        merchant_key = features.merchant_key(transaction.merchant_id)
+        merchant = self.state.merchants.get(merchant_key, features.MerchantState())
+        row = features.online_features(transaction, customer, merchant)
+        (verdict,) = self._verdicts([transaction], row.reshape(1, -1), [requested_ms])
+        return verdict
+
     def _score(self, transactions: list[Transaction], sources: list[RawRecord]) -> list[Verdict]:
-        matrix = self._featurise(transactions)
+        now_ms = time.time() * 1000
+        produced_ms = [now_ms if s.timestamp_ms is None else s.timestamp_ms for s in sources]
+        return self._verdicts(transactions, self._featurise(transactions), produced_ms)
+
+    def _verdicts(
+        self,
+        transactions: list[Transaction],
+        matrix: npt.NDArray[np.float32],
+        produced_ms: list[float],
+    ) -> list[Verdict]:
         scores = self.model.predict(matrix)
         decisions = decide(scores, self.thresholds)
         flagged = [index for index, decision in enumerate(decisions) if decision != "approve"]
@@ -111,41 +131,25 @@ class BatchScorer:
             zip(flagged, top_reasons(self.model, matrix[flagged]), strict=True)
         )
         scored_at = datetime.now(UTC)
+        latency_ms = [max(scored_at.timestamp() * 1000 - ms, 0.0) for ms in produced_ms]
         return [
-            self._verdict(
-                transaction, source, float(score), decision, reasons.get(index, ()), row, scored_at
+            Verdict(
+                transaction_id=transaction.transaction_id,
+                customer_id=transaction.customer_id,
+                score=min(max(float(score), 0.0), 1.0),
+                decision=decision,
+                model_name=self.model.metadata.name,
+                model_version=self.model.metadata.version,
+                reasons=reasons.get(index, ()),
+                event_time=transaction.timestamp,
+                scored_at=scored_at,
+                latency_ms=latency,
+                features=features.feature_vector_to_dict(row),
             )
-            for index, (transaction, source, score, decision, row) in enumerate(
-                zip(transactions, sources, scores, decisions, matrix, strict=True)
+            for index, (transaction, score, decision, row, latency) in enumerate(
+                zip(transactions, scores, decisions, matrix, latency_ms, strict=True)
             )
         ]
-
-    def _verdict(
-        self,
-        transaction: Transaction,
-        source: RawRecord,
-        score: float,
-        decision: Decision,
-        reasons: tuple[Reason, ...],
-        row: npt.NDArray[np.float32],
-        scored_at: datetime,
-    ) -> Verdict:
-        produced_ms = (
-            source.timestamp_ms if source.timestamp_ms is not None else scored_at.timestamp() * 1000
-        )
-        return Verdict(
-            transaction_id=transaction.transaction_id,
-            customer_id=transaction.customer_id,
-            score=min(max(score, 0.0), 1.0),
-            decision=decision,
-            model_name=self.model.metadata.name,
-            model_version=self.model.metadata.version,
-            reasons=reasons,
-            event_time=transaction.timestamp,
-            scored_at=scored_at,
-            latency_ms=max(scored_at.timestamp() * 1000 - produced_ms, 0.0),
-            features=features.feature_vector_to_dict(row),
-        )
 
     def _count(
         self,

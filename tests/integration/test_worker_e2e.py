@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -154,3 +155,40 @@ def test_console_producer_in_console_consumer_out(
     assert verdict.decision in {"approve", "review", "block"}
     assert verdict.features is not None
     assert verdict.features["amount"] == 1500.0
+
+
+def post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_predict_answers_the_original_api_request(
+    kafka_bootstrap: str, topics: TopicNames, worker_factory: object, trained_model_dir: Path
+) -> None:
+    worker = started_worker(worker_factory, topics, trained_model_dir)
+    status, body = post(f"{worker.url}/predict", ORIGINAL_API_REQUEST)
+    assert status == 200
+    verdict = Verdict.model_validate(body)
+    assert (verdict.transaction_id, verdict.customer_id) == ("t1", "c1")
+    metadata = json.loads((trained_model_dir / "metadata.json").read_text())
+    assert verdict.model_version == metadata["version"]
+    assert verdict.features is not None
+    assert verdict.features["amount"] == 1500.0
+
+    status, body = post(f"{worker.url}/predict", ORIGINAL_API_REQUEST.replace(b"1500", b'"x"'))
+    assert status == 422
+    assert body["reason"] == "schema_violation"
+    assert "amount" in str(body["error"])
+    status, body = post(f"{worker.url}/predict", b"{nope")
+    assert (status, body["reason"]) == (400, "invalid_json")
+    status, body = post(f"{worker.url}/predict", b"{" + b" " * 70_000 + b"}")
+    assert (status, body["reason"]) == (413, "oversized")
+    # a request is not a transaction that happened: the stream's counters do not move
+    assert metric(worker, "fraudstream_transactions_scored_total") == 0
+    assert metric(worker, "fraudstream_predict_requests_total") == 4
