@@ -1,0 +1,121 @@
+"""The feature vector: its layout, the online (per transaction) and offline (per frame) paths.
+
+Both paths compute every feature from the same definitions (one module per family, each with
+its online and offline implementation side by side) and agree exactly on the same history; see
+``tests/unit/test_features_parity.py``. All values are computed in float64 and cast to float32
+once, at the end, in both paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from stream_app.features.context import CONTEXT_FEATURES, context_columns, context_features
+from stream_app.features.core import Event, prepare_event
+from stream_app.features.customer import (
+    CUSTOMER_FEATURES,
+    CustomerState,
+    customer_columns,
+    customer_features,
+    observe_customer,
+)
+from stream_app.features.merchant import (
+    MERCHANT_FEATURES,
+    MerchantState,
+    merchant_columns,
+    merchant_features,
+    observe_merchant_transaction,
+)
+from stream_app.features.offline import FloatArray, prepare_transactions
+from stream_app.schemas import Transaction
+
+FEATURE_NAMES: tuple[str, ...] = CONTEXT_FEATURES + CUSTOMER_FEATURES + MERCHANT_FEATURES
+
+FeatureMatrix = npt.NDArray[np.float32]
+
+
+def online_features(
+    txn: Transaction, customer: CustomerState, merchant: MerchantState
+) -> FeatureMatrix:
+    """The float32 vector (in :data:`FEATURE_NAMES` order) for ``txn`` from the states as they
+    are, i.e. before ``txn``; the states are not modified. Call :func:`observe_transaction`
+    after scoring."""
+    return np.array(event_row(prepare_event(txn), customer, merchant), dtype=np.float32)
+
+
+def event_row(event: Event, customer: CustomerState, merchant: MerchantState) -> list[float]:
+    """Feature values as float64 Python floats, for callers that build their own matrices."""
+    return [
+        *context_features(event),
+        *customer_features(customer, event),
+        *merchant_features(merchant, event.t_us),
+    ]
+
+
+def observe_transaction(customer: CustomerState, merchant: MerchantState, txn: Transaction) -> None:
+    """Add ``txn`` to both states; call after computing its features."""
+    observe_event(customer, merchant, prepare_event(txn))
+
+
+def observe_event(customer: CustomerState, merchant: MerchantState, event: Event) -> None:
+    observe_customer(customer, event)
+    observe_merchant_transaction(merchant, event.t_us)
+
+
+def online_features_batch(
+    txns: Sequence[Transaction],
+    customers: Sequence[CustomerState],
+    merchants: Sequence[MerchantState],
+) -> FeatureMatrix:
+    """Features for a batch AND the state updates, one transaction after the other.
+
+    ``customers[i]`` and ``merchants[i]`` are the states of ``txns[i]`` (the same object when
+    two transactions share a customer), so a customer's second transaction in the batch sees its
+    first, exactly as offline. Each transaction is prepared once instead of twice.
+    """
+    rows: list[list[float]] = []
+    for txn, customer, merchant in zip(txns, customers, merchants, strict=True):
+        event = prepare_event(txn)
+        rows.append(event_row(event, customer, merchant))
+        observe_event(customer, merchant, event)
+    matrix = np.array(rows, dtype=np.float32)
+    return matrix.reshape(len(rows), len(FEATURE_NAMES))
+
+
+def offline_features(
+    transactions: pd.DataFrame, labels: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Point-in-time features for every transaction: one row per input row, same index and
+    order, columns :data:`FEATURE_NAMES`, float32.
+
+    A row sees only transactions before it (timestamp order; equal timestamps in row order)
+    and labels with ``labeled_at <= timestamp``; appending later transactions or labels never
+    changes it. ``labels`` needs ``is_fraud``, ``labeled_at`` and ``merchant_id`` (missing
+    merchant = "unknown"); without labels the risk features read as no labels.
+    """
+    # Column-major, so that each feature is written contiguously and pandas keeps one block.
+    matrix = np.empty((len(transactions), len(FEATURE_NAMES)), dtype=np.float32, order="F")
+    if len(transactions):
+        columns = _all_columns(transactions, labels)
+        for index, name in enumerate(FEATURE_NAMES):
+            matrix[:, index] = columns[name]
+    return pd.DataFrame(matrix, index=transactions.index, columns=list(FEATURE_NAMES))
+
+
+def _all_columns(transactions: pd.DataFrame, labels: pd.DataFrame | None) -> dict[str, FloatArray]:
+    events = prepare_transactions(transactions)
+    return {
+        **context_columns(events),
+        **customer_columns(events),
+        **merchant_columns(events, labels),
+    }
+
+
+def feature_vector_to_dict(vec: npt.ArrayLike) -> dict[str, float]:
+    """Name to value for verdict payloads (the exact float32 values, as Python floats)."""
+    values = np.asarray(vec, dtype=np.float32).tolist()
+    return dict(zip(FEATURE_NAMES, values, strict=True))
