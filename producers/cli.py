@@ -5,6 +5,11 @@ Examples::
     fraudstream-generate history --days 60 --seed 7                # lake under the store URI
     fraudstream-generate history --days 30 --parquet backtest.parquet --no-lake
     fraudstream-generate stream --rate 200 --duration 10m --drift-at-count 50000
+
+``stream`` runs in simulated time by default: a customer pays about once a simulated day, as in
+the history the model was trained on, and the timeline is anchored so that it ends now. A
+warm-up of past days goes out first at full speed, so the worker starts with customer history;
+then the live part follows at ``--rate`` transactions per wall-clock second.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,10 +44,14 @@ from producers.simulator import (
     RealtimePacing,
     Simulator,
     SimulatorConfig,
+    StreamSchedule,
     empty_transactions,
     iter_events,
+    stream_events,
+    stream_schedule,
 )
 from producers.sinks import DeliveryError, KafkaSink, LakeSink, write_labelled_file
+from stream_app.schemas import Label, Transaction
 from stream_app.settings import Settings
 from stream_app.store import open_store
 
@@ -61,6 +70,9 @@ _EXPECTED_FAILURES = (
 )
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Label delays by clock: realistic chargeback delays in simulated time (the history's), a short
+# range in wall-clock time so that labels show up during a demo.
+_STREAM_LABEL_DELAYS = {"simulated": "1d-10d", "wall": "30s-5m"}
 
 
 def parse_duration(text: str) -> timedelta:
@@ -93,6 +105,13 @@ def _parse_start(text: str) -> datetime:
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also rejects nan
         raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
     return value
 
@@ -142,32 +161,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.set_defaults(handler=run_history)
 
+    _add_stream_command(commands)
+    return parser
+
+
+def _add_stream_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     stream = commands.add_parser(
         "stream",
         help="stream live transactions and labels to Kafka at a target rate",
         description="Produce transactions (key customer_id) and delayed labels (key "
-        "transaction_id) to Kafka, stamped with the wall clock. Runs until --count or "
-        "--duration is reached, or Ctrl-C.",
+        "transaction_id) to Kafka. In simulated time (the default) customers pay about once a "
+        "day as in the history: --warmup-days of past days go out at full speed first, then "
+        "the live part at --rate, timed so that its last transaction is stamped about now "
+        "(without --count or --duration it catches up with now and then follows the wall "
+        "clock, at the population's own rate). With --clock wall every transaction is stamped "
+        "with the wall clock instead. Runs until --count or --duration is reached, or Ctrl-C.",
     )
-    _add_population_options(stream, default_delay="30s-5m")
+    _add_population_options(stream, default_delay=None)
+    stream.add_argument(
+        "--clock",
+        choices=("simulated", "wall"),
+        default="simulated",
+        help="simulated: simulated timestamps, paced (default); wall: wall-clock timestamps",
+    )
     stream.add_argument(
         "--rate",
-        type=float,
+        type=_non_negative_float,
         default=100.0,
-        help="transactions per second; 0 = as fast as possible (default 100)",
+        help="live transactions per wall-clock second, labels not counted; 0 = as fast as "
+        "possible (default 100)",
     )
-    stream.add_argument("--count", type=_non_negative_int, help="stop after N transactions")
-    stream.add_argument("--duration", type=parse_duration, help="stop after this long, e.g. 10m")
+    stream.add_argument("--count", type=_non_negative_int, help="stop after N live transactions")
+    stream.add_argument(
+        "--duration",
+        type=parse_duration,
+        help="stop after this long, e.g. 10m (simulated clock: sends rate x duration live "
+        "transactions, so a slow broker makes the run longer)",
+    )
+    stream.add_argument(
+        "--warmup-days",
+        type=_non_negative_float,
+        default=7.0,
+        metavar="D",
+        help="simulated clock: send at least D days of history unthrottled before the live part, "
+        "so the worker knows the customers (default 7; ignored with --clock wall)",
+    )
     stream.add_argument(
         "--drain-labels",
         action="store_true",
-        help="after the last transaction, wait for and send every outstanding label",
+        help="after the last transaction send every outstanding label (wall clock: waiting for "
+        "each; simulated clock: at once, stamped up to the maximum label delay ahead)",
     )
     stream.set_defaults(handler=run_stream)
-    return parser
 
 
-def _add_population_options(parser: argparse.ArgumentParser, default_delay: str) -> None:
+def _add_population_options(parser: argparse.ArgumentParser, default_delay: str | None) -> None:
     parser.add_argument(
         "--seed", type=_non_negative_int, default=42, help="random seed (default 42)"
     )
@@ -179,12 +227,15 @@ def _add_population_options(parser: argparse.ArgumentParser, default_delay: str)
         default=1.0,
         help="multiply every fraud scenario's rate (default 1.0, about 0.7 %% of transactions)",
     )
+    delays = _STREAM_LABEL_DELAYS
     parser.add_argument(
         "--label-delay",
         type=parse_delay_range,
-        default=parse_delay_range(default_delay),
+        default=parse_delay_range(default_delay) if default_delay else None,
         metavar="MIN-MAX",
-        help=f"label delay range, e.g. 1d-10d (default {default_delay})",
+        help="label delay range, e.g. 1d-10d (default "
+        + (default_delay or f"{delays['simulated']}, or {delays['wall']} with --clock wall")
+        + ")",
     )
     parser.add_argument(
         "--no-legit-labels",
@@ -196,7 +247,8 @@ def _add_population_options(parser: argparse.ArgumentParser, default_delay: str)
         type=int,
         metavar="N",
         help="apply the standard drift (pricier baskets, new categories, crypto cash-out "
-        "fraud) from about the N-th transaction",
+        "fraud) from about the N-th transaction (stream, simulated clock: N-th live one, "
+        "after the warm-up)",
     )
 
 
@@ -279,36 +331,136 @@ def _write_files(args: argparse.Namespace, frames: list[pd.DataFrame]) -> None:
         write_labelled_file(frame, args.parquet, "parquet")
 
 
+@dataclass(frozen=True)
+class _StreamPlan:
+    """What ``stream`` sends: the events, and how many of their transactions are warm-up."""
+
+    clock: str
+    events: Iterator[Transaction | Label]
+    warmup: int
+    total: int | None  # every transaction, for the progress bar; None when unbounded
+
+
+@dataclass
+class _Sent:
+    """Timings and timestamps of a stream as it goes, for the progress bar and the summary."""
+
+    started: float
+    warmup_done: float | None = None
+    last_timestamp: datetime | None = None
+    interrupted: bool = False
+
+
 def run_stream(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    config = simulator_config(args, today)
-    pacing = RealtimePacing(
-        rate=args.rate or None,
-        duration_s=args.duration.total_seconds() if args.duration is not None else None,
-    )
-    events = iter_events(
-        config, max_transactions=args.count, pacing=pacing, drain_labels=args.drain_labels
-    )
+    if args.label_delay is None:
+        args.label_delay = parse_delay_range(_STREAM_LABEL_DELAYS[args.clock])
+    now = datetime.now(UTC)
+    plan = _wall_plan(args, now) if args.clock == "wall" else _simulated_plan(args, now)
+    with KafkaSink(settings.kafka) as sink, _progress(console, total=plan.total is not None) as bar:
+        sent = _send(plan, sink, bar)
     topics = settings.kafka.topics
-    started = time.perf_counter()
-    interrupted = False
-    with KafkaSink(settings.kafka) as sink, _progress(console, total=args.count is not None) as bar:
-        task = bar.add_task(f"producing to {topics.transactions}", total=args.count)
-        try:
-            for event in events:
-                sink.send(event)
-                if sink.transactions_sent % 100 == 0:
-                    bar.update(task, completed=sink.transactions_sent)
-        except KeyboardInterrupt:
-            interrupted = True  # stop producing; the sink still flushes what was sent
-    elapsed = time.perf_counter() - started
-    _say(
-        f"stream{' (interrupted)' if interrupted else ''}: {sink.transactions_sent:,} "
-        f"transactions and {sink.labels_sent:,} labels ({sink.fraud_labels_sent:,} fraud) "
-        f"delivered to {topics.transactions}/{topics.labels} in {elapsed:.1f} s "
-        f"({sink.transactions_sent / max(elapsed, 1e-9):,.1f} tx/s)"
+    _say(f"{_stream_summary(plan, sink, sent)}; delivered to {topics.transactions}/{topics.labels}")
+    return 130 if sent.interrupted else 0
+
+
+def _wall_plan(args: argparse.Namespace, now: datetime) -> _StreamPlan:
+    pacing = RealtimePacing(rate=args.rate or None, duration_s=_seconds(args.duration))
+    events = iter_events(
+        simulator_config(args, _midnight(now)),
+        max_transactions=args.count,
+        pacing=pacing,
+        drain_labels=args.drain_labels,
     )
-    return 130 if interrupted else 0
+    return _StreamPlan("wall", events, 0, args.count)
+
+
+def _simulated_plan(args: argparse.Namespace, now: datetime) -> _StreamPlan:
+    plain = simulator_config(args, _midnight(now)).model_copy(update={"drift": DriftSchedule()})
+    schedule = stream_schedule(
+        plain,
+        warmup_days=args.warmup_days,
+        rate=args.rate or None,
+        duration_s=_seconds(args.duration),
+        count=args.count,
+        now=now,
+    )
+    _log_schedule(schedule)
+    drift = DriftSchedule()
+    if args.drift_at_count is not None:
+        # Users count live transactions; the simulator counts the whole run.
+        drift = DriftSchedule.standard(at_transaction=schedule.run_index(args.drift_at_count))
+    config = plain.model_copy(update={"drift": drift})
+    events = stream_events(config, schedule, rate=args.rate or None, drain_labels=args.drain_labels)
+    return _StreamPlan(
+        "simulated", events, schedule.warmup_transactions, schedule.total_transactions
+    )
+
+
+def _log_schedule(schedule: StreamSchedule) -> None:
+    logger.info(
+        "simulated stream start=%s warmup_transactions=%d live_transactions=%s live_from=%s "
+        "live_until=%s",
+        schedule.start.isoformat(),
+        schedule.warmup_transactions,
+        schedule.live_transactions,
+        schedule.live_from.isoformat(),
+        schedule.live_until.isoformat() if schedule.live_until else None,
+    )
+
+
+def _send(plan: _StreamPlan, sink: KafkaSink, bar: Progress) -> _Sent:
+    task = bar.add_task(_phase(plan, sink.topics.transactions, live=False), total=plan.total)
+    sent = _Sent(time.perf_counter())
+    if plan.warmup == 0:
+        sent.warmup_done = sent.started
+        bar.update(task, description=_phase(plan, sink.topics.transactions, live=True))
+    try:
+        for event in plan.events:
+            sink.send(event)
+            if isinstance(event, Transaction):
+                sent.last_timestamp = event.timestamp
+                if sink.transactions_sent == plan.warmup:
+                    sent.warmup_done = time.perf_counter()
+                    bar.update(task, description=_phase(plan, sink.topics.transactions, live=True))
+            if sink.transactions_sent % 100 == 0:
+                bar.update(task, completed=sink.transactions_sent)
+    except KeyboardInterrupt:
+        sent.interrupted = True  # stop producing; the sink still flushes what was sent
+    return sent
+
+
+def _phase(plan: _StreamPlan, topic: str, *, live: bool) -> str:
+    if live:
+        return f"producing to {topic}"
+    return f"warming up {topic} with {plan.warmup:,} past transactions"
+
+
+def _stream_summary(plan: _StreamPlan, sink: KafkaSink, sent: _Sent) -> str:
+    finished = time.perf_counter()
+    live_started = sent.warmup_done if sent.warmup_done is not None else finished
+    warm = min(sink.transactions_sent, plan.warmup)
+    live = sink.transactions_sent - warm
+    live_s = finished - live_started
+    line = (
+        f"stream ({plan.clock} clock{', interrupted' if sent.interrupted else ''}): "
+        f"{warm:,} warm-up transactions in {live_started - sent.started:.1f} s, then {live:,} "
+        f"live in {live_s:.1f} s ({live / max(live_s, 1e-9):,.1f} tx/s)"
+    )
+    if sent.last_timestamp is not None:
+        lag = (datetime.now(UTC) - sent.last_timestamp).total_seconds()
+        line += (
+            f", the last stamped {sent.last_timestamp.isoformat()} "
+            f"({abs(lag):,.0f} s {'before' if lag >= 0 else 'after'} now)"
+        )
+    return f"{line}; {sink.labels_sent:,} labels ({sink.fraud_labels_sent:,} fraud)"
+
+
+def _midnight(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _seconds(duration: timedelta | None) -> float | None:
+    return None if duration is None else duration.total_seconds()
 
 
 def _share(part: int, whole: int) -> str:

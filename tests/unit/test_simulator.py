@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,8 +30,12 @@ from producers.simulator import (
     RealtimePacing,
     Simulator,
     SimulatorConfig,
+    StreamSchedule,
     generate_history,
     iter_events,
+    paced,
+    stream_events,
+    stream_schedule,
 )
 from producers.sinks import DeliveryError, KafkaSink
 from stream_app.geo import (
@@ -295,6 +301,7 @@ class FakeClock:
     def __init__(self, now: float) -> None:
         self.now = now
         self.slept = 0.0
+        self.sleeps: list[float] = []
 
     def time(self) -> float:
         return self.now
@@ -302,6 +309,7 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.now += seconds
         self.slept += seconds
+        self.sleeps.append(seconds)
 
 
 def test_realtime_paces_stamps_wall_clock_and_delays_labels_in_wall_time() -> None:
@@ -331,6 +339,197 @@ def test_realtime_duration_stops_the_transactions() -> None:
     events = list(iter_events(SMALL, pacing=pacing))
     assert sum(isinstance(e, Transaction) for e in events) == 16
     assert clock.slept == pytest.approx(2.0)
+
+
+# --- simulated-time stream: warm-up, pacing, anchoring at now ------------------------------------
+
+LIVE = SimulatorConfig(
+    seed=5,
+    n_customers=400,
+    n_merchants=500,
+    labels=LabelPolicy(delay_min=timedelta(days=1), delay_max=timedelta(days=3)),
+)
+NOW = datetime(2025, 6, 15, 13, 37, 21, tzinfo=UTC)
+WARMUP_DAYS = 7.0
+BURST_S = 0.05  # paced()'s default tolerance before it sleeps
+
+
+def schedule_for(
+    rate: float | None, duration_s: float | None, count: int | None, config: SimulatorConfig = LIVE
+) -> StreamSchedule:
+    return stream_schedule(
+        config, warmup_days=WARMUP_DAYS, rate=rate, duration_s=duration_s, count=count, now=NOW
+    )
+
+
+def run_stream(
+    schedule: StreamSchedule, rate: float | None, config: SimulatorConfig = LIVE
+) -> tuple[list[Transaction | Label], list[float], FakeClock]:
+    """The stream's events with the fake clock's time when each was yielded."""
+    clock = FakeClock(NOW.timestamp())
+    events, yielded_at = [], []
+    for event in stream_events(config, schedule, rate=rate, clock=clock):
+        events.append(event)
+        yielded_at.append(clock.now)
+    return events, yielded_at, clock
+
+
+@pytest.mark.parametrize(
+    ("rate", "duration_s", "count", "live"),
+    [
+        (200.0, 20.0, None, 4000),  # the demo's 200 tx/s for 20 s: about 10 simulated days here
+        (50.0, 7.5, None, 375),  # under one simulated day
+        (None, None, 900, 900),  # unthrottled, bounded by a count
+        (100.0, 60.0, 2500, 2500),  # the count is the smaller bound
+    ],
+)
+def test_live_part_ends_at_now_after_an_unthrottled_warmup(
+    rate: float | None, duration_s: float | None, count: int | None, live: int
+) -> None:
+    schedule = schedule_for(rate, duration_s, count)
+    events, yielded_at, _ = run_stream(schedule, rate)
+    transactions = [e for e in events if isinstance(e, Transaction)]
+    warm = schedule.warmup_transactions
+    assert schedule.live_transactions == live
+    assert len(transactions) == warm + live
+    # Warm-up: at least the requested days, and sent without the clock moving.
+    assert schedule.start == schedule.start.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert transactions[0].timestamp >= schedule.start
+    assert transactions[warm].timestamp >= schedule.start + timedelta(days=WARMUP_DAYS)
+    assert transactions[warm - 1].timestamp <= transactions[warm].timestamp
+    first_live = events.index(transactions[warm])
+    assert set(yielded_at[: first_live + 1]) == {NOW.timestamp()}
+    # Live part: ends within an hour before now, never stamped after the clock.
+    assert transactions[warm].timestamp == schedule.live_from
+    assert transactions[-1].timestamp == schedule.live_until
+    assert NOW - timedelta(hours=1) <= transactions[-1].timestamp <= NOW
+    stamped = [
+        (e.timestamp.timestamp(), t)
+        for e, t in zip(events, yielded_at, strict=True)
+        if isinstance(e, Transaction)
+    ]
+    assert all(stamp <= sent for stamp, sent in stamped)
+    if rate is not None:
+        assert yielded_at[-1] - NOW.timestamp() == pytest.approx((live - 1) / rate, abs=BURST_S)
+
+
+def test_labels_follow_their_transactions_by_at_least_the_minimum_delay() -> None:
+    schedule = schedule_for(200.0, 10.0, None)
+    events, _, _ = run_stream(schedule, 200.0)
+    position = {e.transaction_id: i for i, e in enumerate(events) if isinstance(e, Transaction)}
+    stamped = {e.transaction_id: e.timestamp for e in events if isinstance(e, Transaction)}
+    labels = [(i, e) for i, e in enumerate(events) if isinstance(e, Label)]
+    assert len(labels) > 1000  # the warm-up's transactions get theirs during the stream
+    for index, label in labels:
+        assert position[label.transaction_id] < index
+        assert label.labeled_at - stamped[label.transaction_id] >= LIVE.labels.delay_min
+        assert label.labeled_at <= NOW  # no drain: nothing from the future
+
+
+def test_paced_holds_the_rate_sleeping_once_per_burst_not_per_event() -> None:
+    delays = LabelPolicy(delay_min=timedelta(0), delay_max=timedelta(hours=1))
+    config = SMALL.model_copy(update={"labels": delays})
+    events = list(iter_events(config, max_transactions=400))
+    assert sum(isinstance(e, Label) for e in events) > 50  # labels ride along, uncounted
+    clock = FakeClock(datetime(2025, 6, 1, tzinfo=UTC).timestamp())  # after every timestamp
+    started = clock.now
+    sent_at = [clock.now for e in paced(events, 100.0, clock) if isinstance(e, Transaction)]
+    due = [started + k / 100.0 for k in range(400)]
+    assert all(d - BURST_S - 1e-9 <= t <= d + 1e-9 for t, d in zip(sent_at, due, strict=True))
+    assert sent_at[-1] - started == pytest.approx(399 / 100.0, abs=BURST_S)
+    assert len(clock.sleeps) <= 400 / 5  # at 100 tx/s a 50 ms burst is 5 transactions
+
+
+def test_paced_holds_back_transactions_stamped_after_the_clock() -> None:
+    events = list(iter_events(SMALL, max_transactions=60))
+    clock = FakeClock(SMALL.start.timestamp())  # midnight: every transaction is still ahead
+    for event in paced(events, None, clock):
+        if isinstance(event, Transaction):
+            assert clock.now == pytest.approx(event.timestamp.timestamp(), abs=1e-6)
+    assert len(clock.sleeps) > 30  # the clock followed the timestamps, not a rate
+
+
+def test_unbounded_schedule_goes_live_after_exactly_the_warmup_days() -> None:
+    schedule = schedule_for(200.0, None, None)
+    assert schedule.start == datetime(2025, 6, 7, tzinfo=UTC)  # midnight of now - 7 d - 1 d
+    assert schedule.live_from == datetime(2025, 6, 14, tzinfo=UTC)
+    assert schedule.live_transactions is None and schedule.live_until is None
+    warmup, _ = generate_history(LIVE.model_copy(update={"start": schedule.start}), 7)
+    assert schedule.warmup_transactions == len(warmup)
+    clock = FakeClock(NOW.timestamp())
+    stream = stream_events(LIVE, schedule, rate=1000.0, clock=clock)
+    sent = []
+    for event in itertools.islice(stream, 20_000):
+        if isinstance(event, Transaction):
+            sent.append(event)
+            if event.timestamp > NOW:
+                break
+    assert [t.transaction_id for t in sent[: len(warmup)]] == warmup["transaction_id"].tolist()
+    # Caught up with the clock: from there on each transaction waits for its own timestamp.
+    assert sent[-1].timestamp > NOW
+    assert clock.now == pytest.approx(sent[-1].timestamp.timestamp(), abs=1e-6)
+
+
+def test_simulated_stream_is_deterministic() -> None:
+    first, second = schedule_for(200.0, 5.0, None), schedule_for(200.0, 5.0, None)
+    assert first == second
+    wire_a = [e.to_bytes() for e in run_stream(first, 200.0)[0]]
+    wire_b = [e.to_bytes() for e in run_stream(second, 200.0)[0]]
+    assert wire_a == wire_b
+
+
+def test_drift_at_a_live_count_counts_after_the_warmup() -> None:
+    schedule = schedule_for(None, None, 1500)
+    drift = DriftSchedule.standard(at_transaction=schedule.run_index(500))
+    events, _, _ = run_stream(schedule, None, LIVE.model_copy(update={"drift": drift}))
+    live = [e for e in events if isinstance(e, Transaction)][schedule.warmup_transactions :]
+    crypto = [t.merchant_category == "crypto_exchange" for t in live]
+    assert not any(crypto[:490])  # resolved on legitimate rows: within a few of the 500th
+    assert any(crypto[500:])
+
+
+def test_schedule_refuses_what_cannot_be_anchored() -> None:
+    with pytest.raises(ValueError, match="positive rate"):
+        schedule_for(None, 60.0, None)
+    with pytest.raises(ValueError, match="more than the 3,650"):
+        schedule_for(None, None, 400 * 4000)  # 4,000 simulated days of 400 customers
+    with pytest.raises(ValueError, match="warmup_days"):
+        stream_schedule(LIVE, warmup_days=-1, rate=1.0, duration_s=None, count=1, now=NOW)
+
+
+def test_cli_stream_sends_warmup_then_live_ending_now(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    producer = FakeProducer()
+    monkeypatch.setattr(cli, "KafkaSink", lambda kafka: KafkaSink(kafka, producer=producer))
+    args = ["stream", "--customers", "300", "--merchants", "500", "--rate", "0"]
+    assert cli.main([*args, "--count", "150", "--warmup-days", "1"]) == 0
+    (summary,) = capsys.readouterr().out.strip().splitlines()
+    match = re.match(r"stream \(simulated clock\): ([\d,]+) warm-up .* then 150 live", summary)
+    assert match is not None, summary
+    sent = [
+        Transaction.model_validate_json(v) for t, _, v in producer.messages if t == "transactions"
+    ]
+    assert len(sent) == int(match[1].replace(",", "")) + 150
+    now = datetime.now(UTC)
+    assert now - timedelta(hours=3) <= sent[-1].timestamp <= now
+    assert sent[0].timestamp <= now - timedelta(days=1)
+
+
+def test_cli_stream_wall_clock_stamps_now_without_warmup(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    producer = FakeProducer()
+    monkeypatch.setattr(cli, "KafkaSink", lambda kafka: KafkaSink(kafka, producer=producer))
+    before = datetime.now(UTC) - timedelta(milliseconds=1)  # stamps are whole milliseconds
+    args = ["stream", "--clock", "wall", "--customers", "300", "--merchants", "500"]
+    assert cli.main([*args, "--count", "40", "--rate", "0"]) == 0
+    assert capsys.readouterr().out.startswith("stream (wall clock): 0 warm-up transactions")
+    sent = [
+        Transaction.model_validate_json(v) for t, _, v in producer.messages if t == "transactions"
+    ]
+    assert len(sent) == 40
+    assert all(before <= t.timestamp <= datetime.now(UTC) for t in sent)
 
 
 # --- scheduled drift ----------------------------------------------------------------------------
