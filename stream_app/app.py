@@ -14,14 +14,16 @@ import logging
 import os
 import ssl
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from faust.types import EventT
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from stream_app.labels_reader import LabelsReader
 from stream_app.processor import BatchScorer
 from stream_app.publisher import PublishError, VerdictPublisher
 from stream_app.settings import KafkaSettings, Settings
@@ -30,12 +32,40 @@ from stream_app.validation import RawRecord, Rejection, parse_transaction
 log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_SECONDS = 60.0
+LABELS_DRAIN_SECONDS = 1.0
 EXIT_PUBLISH_FAILED = 70
 
 
-def create_app(settings: Settings, scorer: BatchScorer, publisher: VerdictPublisher) -> faust.App:
+@dataclass
+class WorkerParts:
+    """What the Faust shell drives: all plain objects, built by the entry point."""
+
+    scorer: BatchScorer
+    publisher: VerdictPublisher
+    labels: LabelsReader
+
+
+def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
+    app = _new_app(settings)
+    customers = app.Table(
+        "customer-state",
+        key_type=str,
+        partitions=settings.kafka.partitions,
+        help="Per-customer feature state, written as JSON by stream_app.state.",
+    )
+    # Faust recovers the changelog into this store; the scorer reads and updates it in place,
+    # and the publisher writes the changelog together with each batch's verdicts.
+    parts.scorer.state.customers = customers.data
+    parts.publisher.changelog_topic = customers.changelog_topic.get_topic_name()
+    _add_scoring_agent(app, settings, parts)
+    _add_label_feed(app, parts)
+    _add_views(app, parts)
+    return app
+
+
+def _new_app(settings: Settings) -> faust.App:
     worker, kafka = settings.worker, settings.kafka
-    app = faust.App(
+    return faust.App(
         worker.app_id,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
         datadir=str(worker.data_dir),
@@ -49,8 +79,12 @@ def create_app(settings: Settings, scorer: BatchScorer, publisher: VerdictPublis
         stream_buffer_maxsize=max(4096, worker.batch_size * 4),
         broker_credentials=faust_credentials(kafka),
     )
+
+
+def _add_scoring_agent(app: faust.App, settings: Settings, parts: WorkerParts) -> None:
+    worker = settings.worker
     transactions = app.topic(
-        kafka.topics.transactions, key_serializer="raw", value_serializer="raw"
+        settings.kafka.topics.transactions, key_serializer="raw", value_serializer="raw"
     )
 
     @app.agent(transactions, concurrency=1)
@@ -62,15 +96,34 @@ def create_app(settings: Settings, scorer: BatchScorer, publisher: VerdictPublis
             worker.batch_size, within=worker.batch_within_seconds
         )
         async for events in batches:
-            result = scorer.score_batch(_raw_records(events))
-            publisher.enqueue(result)
+            parts.scorer.apply_labels(parts.labels.drain())
+            result = parts.scorer.score_batch(_raw_records(events))
+            parts.publisher.enqueue(result)
             try:
-                await loop.run_in_executor(None, publisher.flush, FLUSH_TIMEOUT_SECONDS)
+                await loop.run_in_executor(None, parts.publisher.flush, FLUSH_TIMEOUT_SECONDS)
             except PublishError as exc:
                 _exit_without_acknowledging(exc)
+            _record_lag(app, events, parts.scorer.metrics.consumer_lag)
 
-    _add_views(app, scorer)
-    return app
+
+def _add_label_feed(app: faust.App, parts: WorkerParts) -> None:
+    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is unannotated
+    async def start_labels_reader() -> None:
+        parts.labels.start()
+
+    @app.timer(interval=LABELS_DRAIN_SECONDS)  # type: ignore[untyped-decorator]  # as above
+    async def apply_labels() -> None:
+        # Between batches too, so merchant risk stays current when transactions are quiet.
+        parts.scorer.apply_labels(parts.labels.drain())
+
+
+def _record_lag(app: faust.App, events: Sequence[EventT[Any]], gauge: Gauge) -> None:
+    """Lag per partition after this batch: the partition's high watermark minus our position."""
+    last_offsets = {event.message.tp: event.message.offset for event in events}
+    for tp, offset in last_offsets.items():
+        highwater = app.consumer.highwater(tp)
+        if highwater is not None:
+            gauge.labels(str(tp.partition)).set(max(highwater - offset - 1, 0))
 
 
 def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
@@ -122,7 +175,9 @@ REJECTION_STATUS = {"oversized": 413, "invalid_encoding": 400, "invalid_json": 4
 UNPROCESSABLE = 422
 
 
-def _add_views(app: faust.App, scorer: BatchScorer) -> None:
+def _add_views(app: faust.App, parts: WorkerParts) -> None:
+    scorer = parts.scorer
+
     @app.page("/predict")
     class Predict(View):
         """The original request/response API, on the same features and model as the stream."""
@@ -146,13 +201,15 @@ def _add_views(app: faust.App, scorer: BatchScorer) -> None:
     @app.page("/health")
     async def health(self: View, request: Request) -> Response:
         assigned = len(app.consumer.assignment()) if app.consumer is not None else 0
-        ready = assigned > 0
+        labels_caught_up = parts.labels.caught_up.is_set()
+        ready = assigned > 0 and labels_caught_up
         status = 200 if ready else 503
         return self.json(
             {
                 "live": True,
                 "ready": ready,
                 "assigned_partitions": assigned,
+                "labels_caught_up": labels_caught_up,
                 "model_name": scorer.model.metadata.name,
                 "model_version": scorer.model.metadata.version,
             },

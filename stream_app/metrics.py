@@ -28,6 +28,9 @@ class WorkerMetrics:
     batch_size: Histogram
     model_info: Gauge
     predict_requests: Counter
+    labels_applied: Counter
+    labels_rejected: Counter
+    consumer_lag: Gauge
 
 
 def create_worker_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -86,6 +89,23 @@ def create_worker_metrics(registry: CollectorRegistry | None = None) -> WorkerMe
             "fraudstream_predict_requests",
             "POST /predict requests, by decision or rejection reason.",
             ["result"],
+            registry=registry,
+        ),
+        labels_applied=Counter(
+            "fraudstream_labels_applied",
+            "Labels folded into merchant risk.",
+            registry=registry,
+        ),
+        labels_rejected=Counter(
+            "fraudstream_labels_rejected",
+            "Labels not usable for merchant risk, by reason.",
+            ["reason"],
+            registry=registry,
+        ),
+        consumer_lag=Gauge(
+            "fraudstream_consumer_lag",
+            "Transactions not yet read, per partition of the transactions topic.",
+            ["partition"],
             registry=registry,
         ),
     )

@@ -1,8 +1,8 @@
 """The worker's pure core: one batch of raw records in, verdicts and dead letters out.
 
 No Kafka client and no event loop here, so the Faust agent, the plain-Kafka baseline benchmark
-and the tests all drive the same code. Per-entity state sits behind :class:`EntityState`, so the
-in-memory store used here can be replaced by changelog-backed tables without touching scoring.
+and the tests all drive the same code. Per-entity state is a :class:`stream_app.state.EntityState`,
+whose customer store is a Faust table's in the worker and a plain dict in tests.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,36 +19,19 @@ import numpy.typing as npt
 from stream_app import features
 from stream_app.metrics import WorkerMetrics
 from stream_app.model import ModelBundle
-from stream_app.schemas import DeadLetter, Reason, Transaction, Verdict
-from stream_app.scoring import Thresholds, decide, top_reasons
+from stream_app.schemas import DeadLetter, Label, Reason, Transaction, Verdict
+from stream_app.scoring import Rules, Thresholds, apply_rules, decide, top_reasons
+from stream_app.state import ChangelogRecord, EntityState
 from stream_app.validation import RawRecord, Rejection, dead_letter, parse_transaction
 
-
-@dataclass
-class EntityState:
-    """Per-customer and per-merchant feature state, in memory."""
-
-    customers: dict[str, features.CustomerState] = field(default_factory=dict)
-    merchants: dict[str, features.MerchantState] = field(default_factory=dict)
-
-    def customer(self, customer_id: str) -> features.CustomerState:
-        state = self.customers.get(customer_id)
-        if state is None:
-            state = self.customers[customer_id] = features.CustomerState()
-        return state
-
-    def merchant(self, merchant_id: str | None) -> features.MerchantState:
-        key = features.merchant_key(merchant_id)
-        state = self.merchants.get(key)
-        if state is None:
-            state = self.merchants[key] = features.MerchantState()
-        return state
+AMOUNT_USD = features.FEATURE_NAMES.index("amount_usd")
 
 
 @dataclass(frozen=True)
 class BatchResult:
     verdicts: list[Verdict]
     dead_letters: list[DeadLetter]
+    state_changes: list[ChangelogRecord] = field(default_factory=list)
 
 
 class BatchScorer:
@@ -59,12 +43,32 @@ class BatchScorer:
         thresholds: Thresholds,
         metrics: WorkerMetrics,
         state: EntityState | None = None,
+        rules: Rules | None = None,
+        shadow: ModelBundle | None = None,
     ) -> None:
         self.model = model
         self.thresholds = thresholds
         self.metrics = metrics
         self.state = state if state is not None else EntityState()
+        self.rules = rules if rules is not None else Rules()
+        self.shadow = shadow
         metrics.model_info.labels(model.metadata.name, model.metadata.version).set(1)
+
+    def swap_model(self, model: ModelBundle, thresholds: Thresholds) -> None:
+        """Serve ``model`` from the next batch on (call between batches only)."""
+        old = self.model.metadata
+        self.metrics.model_info.labels(old.name, old.version).set(0)
+        self.model, self.thresholds = model, thresholds
+        self.metrics.model_info.labels(model.metadata.name, model.metadata.version).set(1)
+
+    def apply_labels(self, labels: Sequence[Label]) -> None:
+        """Fold matured ground truth into merchant risk; labels name their merchant."""
+        for label in labels:
+            if label.merchant_id is None:
+                self.metrics.labels_rejected.labels("no_merchant_id").inc()
+                continue
+            features.observe_label(self.state.merchant(label.merchant_id), label)
+            self.metrics.labels_applied.inc()
 
     def score_batch(self, records: Sequence[RawRecord]) -> BatchResult:
         started = time.perf_counter()
@@ -72,7 +76,7 @@ class BatchScorer:
         transactions, sources, dead_letters = self._validate(records, received_at)
         verdicts = self._score(transactions, sources) if transactions else []
         self._count(len(records), verdicts, dead_letters, time.perf_counter() - started)
-        return BatchResult(verdicts=verdicts, dead_letters=dead_letters)
+        return BatchResult(verdicts, dead_letters, self.state.take_changes())
 
     def _validate(
         self, records: Sequence[RawRecord], now: datetime
@@ -89,15 +93,20 @@ class BatchScorer:
                 sources.append(record)
         return transactions, sources, dead_letters
 
-    def _featurise(self, transactions: list[Transaction]) -> npt.NDArray[np.float32]:
+    def _featurise(
+        self, transactions: list[Transaction], sources: list[RawRecord]
+    ) -> npt.NDArray[np.float32]:
         # Sequential on purpose: a customer seen twice in one batch must see its first
         # transaction in the features of the second, exactly as the offline features do.
+        state = self.state
         rows = np.empty((len(transactions), len(features.FEATURE_NAMES)), dtype=np.float32)
-        for index, transaction in enumerate(transactions):
-            customer = self.state.customer(transaction.customer_id)
-            merchant = self.state.merchant(transaction.merchant_id)
+        for index, (transaction, source) in enumerate(zip(transactions, sources, strict=True)):
+            customer = state.customer(transaction.customer_id)
+            merchant = state.merchant(transaction.merchant_id)
             rows[index] = features.online_features(transaction, customer, merchant)
-            features.observe_transaction(customer, merchant, transaction)
+            if not state.already_observed(transaction.customer_id, source.offset):
+                features.observe_transaction(customer, merchant, transaction)
+                state.record_change(transaction.customer_id, source.partition, source.offset)
         return rows
 
     def predict(self, transaction: Transaction) -> Verdict:
@@ -106,7 +115,7 @@ class BatchScorer:
         transaction is not known to have happened, and if it also arrives on the topic it
         must not be counted twice)."""
         requested_ms = time.time() * 1000
-        customer = self.state.customers.get(transaction.customer_id, features.CustomerState())
+        customer = self.state.peek_customer(transaction.customer_id)
         merchant_key = features.merchant_key(transaction.merchant_id)
         merchant = self.state.merchants.get(merchant_key, features.MerchantState())
         row = features.online_features(transaction, customer, merchant)
@@ -116,7 +125,7 @@ class BatchScorer:
     def _score(self, transactions: list[Transaction], sources: list[RawRecord]) -> list[Verdict]:
         now_ms = time.time() * 1000
         produced_ms = [now_ms if s.timestamp_ms is None else s.timestamp_ms for s in sources]
-        return self._verdicts(transactions, self._featurise(transactions), produced_ms)
+        return self._verdicts(transactions, self._featurise(transactions, sources), produced_ms)
 
     def _verdicts(
         self,
@@ -130,26 +139,44 @@ class BatchScorer:
         reasons: dict[int, tuple[Reason, ...]] = dict(
             zip(flagged, top_reasons(self.model, matrix[flagged]), strict=True)
         )
+        shadow_scores = self.shadow.predict(matrix).tolist() if self.shadow else None
         scored_at = datetime.now(UTC)
-        latency_ms = [max(scored_at.timestamp() * 1000 - ms, 0.0) for ms in produced_ms]
-        return [
-            Verdict(
-                transaction_id=transaction.transaction_id,
-                customer_id=transaction.customer_id,
-                score=min(max(float(score), 0.0), 1.0),
-                decision=decision,
-                model_name=self.model.metadata.name,
-                model_version=self.model.metadata.version,
-                reasons=reasons.get(index, ()),
-                event_time=transaction.timestamp,
-                scored_at=scored_at,
-                latency_ms=latency,
-                features=features.feature_vector_to_dict(row),
+        verdicts = []
+        for index, (transaction, score, row, sent_ms) in enumerate(
+            zip(transactions, scores.tolist(), matrix, produced_ms, strict=True)
+        ):
+            decision, why = apply_rules(
+                transaction,
+                float(row[AMOUNT_USD]),
+                decisions[index],
+                reasons.get(index, ()),
+                self.rules,
             )
-            for index, (transaction, score, decision, row, latency) in enumerate(
-                zip(transactions, scores, decisions, matrix, latency_ms, strict=True)
+            verdicts.append(
+                Verdict(
+                    transaction_id=transaction.transaction_id,
+                    customer_id=transaction.customer_id,
+                    score=min(max(score, 0.0), 1.0),
+                    decision=decision,
+                    model_name=self.model.metadata.name,
+                    model_version=self.model.metadata.version,
+                    reasons=why,
+                    event_time=transaction.timestamp,
+                    scored_at=scored_at,
+                    latency_ms=max(scored_at.timestamp() * 1000 - sent_ms, 0.0),
+                    features=features.feature_vector_to_dict(row),
+                    **self._shadow_fields(shadow_scores, index),
+                )
             )
-        ]
+        return verdicts
+
+    def _shadow_fields(self, shadow_scores: list[float] | None, index: int) -> dict[str, Any]:
+        if self.shadow is None or shadow_scores is None:
+            return {}
+        return {
+            "shadow_score": min(max(shadow_scores[index], 0.0), 1.0),
+            "shadow_model_version": self.shadow.metadata.version,
+        }
 
     def _count(
         self,

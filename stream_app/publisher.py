@@ -53,6 +53,8 @@ class VerdictPublisher:
         self.topics = kafka.topics
         self.producer = Producer(producer_config(kafka, client_id))
         self.tracker = DeliveryTracker()
+        # The customer table's changelog, set once the Faust table exists.
+        self.changelog_topic: str | None = None
 
     def enqueue(self, result: BatchResult) -> None:
         """Hand every output of a batch to librdkafka without waiting (no I/O here)."""
@@ -65,6 +67,17 @@ class VerdictPublisher:
         for letter in result.dead_letters:
             key_bytes = letter.key.encode() if letter.key is not None else None
             produce(self.topics.dead_letters, letter.to_bytes(), key_bytes, on_delivery=on_delivery)
+        if self.changelog_topic is not None:
+            # Same partition as the transactions that changed the state: that is where Faust
+            # looks when it recovers the partition's table after a restart or rebalance.
+            for change in result.state_changes:
+                produce(
+                    self.changelog_topic,
+                    change.value,
+                    change.key,
+                    partition=change.partition,
+                    on_delivery=on_delivery,
+                )
         self.producer.poll(0)  # serve delivery callbacks of earlier batches
 
     def flush(self, timeout_seconds: float) -> None:

@@ -96,6 +96,8 @@ class Verdict(WireModel):
         ge=0, description="Kafka record timestamp of the transaction to the verdict."
     )
     features: dict[str, float] | None = None
+    shadow_score: float | None = Field(default=None, ge=0, le=1)
+    shadow_model_version: str | None = None
 
 
 class Label(WireModel):
@@ -128,3 +130,28 @@ class DeadLetter(WireModel):
     key: str | None = None
     original_value: str = Field(description="The original bytes, base64-encoded")
     failed_at: datetime
+
+
+class ModelUpdate(WireModel):
+    """A model was promoted (``model-updates``): workers load it and swap between batches."""
+
+    schema_version: int = SCHEMA_VERSION
+    model_name: str
+    model_version: str
+    alias: str = "champion"
+    model_uri: str = Field(description="models:/<name>/<version>, or a local folder path")
+    promoted_at: datetime
+    run_id: str | None = None
+
+
+class RetrainRequest(WireModel):
+    """Drift asked for a new model (``retrain-requests``); handled once per request_id."""
+
+    schema_version: int = SCHEMA_VERSION
+    request_id: Identifier
+    requested_at: datetime
+    window_start: datetime
+    window_end: datetime
+    drifted_features: tuple[str, ...] = ()
+    drift_share: float | None = None
+    report_uri: str | None = None

@@ -7,14 +7,17 @@ fraud against the cost of a false alarm) unless the worker's settings override t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import xgboost as xgb
 
 from stream_app.model import ModelBundle
-from stream_app.schemas import Decision, Reason
+from stream_app.schemas import Decision, Reason, Transaction
 
 TOP_REASONS = 3
 
@@ -79,3 +82,51 @@ def top_reasons(
             )
         )
     return reasons
+
+
+# --- rules: hard business rules combined with the model; each hit is named as a reason -------
+
+DENY_FIELDS = ("customer_id", "device_id", "merchant_id")
+SEVERITY: dict[Decision, int] = {"approve": 0, "review": 1, "block": 2}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """A deny-list per identifier field (hit: block) and an amount limit in USD (hit: review)."""
+
+    deny: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    review_above_usd: float | None = None
+
+
+def load_rules(deny_list_path: Path | None, review_above_usd: float | None) -> Rules:
+    """Rules from settings; the deny-list file is JSON: ``{"customer_id": [...], ...}`` with
+    keys among :data:`DENY_FIELDS`."""
+    deny: dict[str, frozenset[str]] = {}
+    if deny_list_path is not None:
+        raw = json.loads(deny_list_path.read_text())
+        unknown = set(raw) - set(DENY_FIELDS)
+        if unknown:
+            raise ValueError(f"deny-list fields must be among {DENY_FIELDS}, got {sorted(unknown)}")
+        deny = {name: frozenset(str(value) for value in values) for name, values in raw.items()}
+    return Rules(deny=deny, review_above_usd=review_above_usd)
+
+
+def apply_rules(
+    transaction: Transaction,
+    amount_usd: float,
+    decision: Decision,
+    reasons: tuple[Reason, ...],
+    rules: Rules,
+) -> tuple[Decision, tuple[Reason, ...]]:
+    """Escalate (never relax) the model's decision for each rule that fires."""
+    hits: list[tuple[Decision, Reason]] = []
+    for name, denied in rules.deny.items():
+        value = getattr(transaction, name)
+        if value is not None and value in denied:
+            hits.append(("block", Reason(code=f"rule:deny_list:{name}", value=value)))
+    if rules.review_above_usd is not None and amount_usd > rules.review_above_usd:
+        hits.append(("review", Reason(code="rule:amount_limit", value=round(amount_usd, 2))))
+    for rule_decision, _ in hits:
+        if SEVERITY[rule_decision] > SEVERITY[decision]:
+            decision = rule_decision
+    return decision, tuple(reason for _, reason in hits) + reasons

@@ -142,6 +142,16 @@ class WorkerSettings(Section):
     """Overrides the model's stored block threshold."""
     log_level: str = "INFO"
     """Python logging level."""
+    model_poll_seconds: float = Field(default=30, ge=0)
+    """How often to check the registry's champion alias for a new model (0: never)."""
+    shadow_model_path: Path | None = None
+    """A challenger model folder scored on the same events; recorded, never acted on."""
+    labels_lookback_days: int = Field(default=32, ge=1)
+    """How far back the labels reader starts: the longest merchant-risk window plus margin."""
+    deny_list_path: Path | None = None
+    """JSON deny-list: {"customer_id": [...], "device_id": [...], "merchant_id": [...]} (block)."""
+    review_above_usd: float | None = Field(default=None, gt=0)
+    """Amount limit in US dollars above which a transaction goes at least to review."""
 
 
 class Settings(BaseSettings):

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from datetime import timedelta
 
+from stream_app.labels_reader import LabelsReader
 from stream_app.metrics import create_worker_metrics
-from stream_app.model import ModelLoadError, load_bundle
+from stream_app.model import ModelBundle, ModelLoadError, load_bundle
 from stream_app.processor import BatchScorer
 from stream_app.publisher import VerdictPublisher
-from stream_app.scoring import thresholds_for
+from stream_app.scoring import load_rules, thresholds_for
 from stream_app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,20 @@ def main(argv: list[str] | None = None) -> None:
     thresholds = thresholds_for(
         bundle, settings.worker.review_threshold, settings.worker.block_threshold
     )
-    scorer = BatchScorer(bundle, thresholds, create_worker_metrics())
+    metrics = create_worker_metrics()
+    scorer = BatchScorer(
+        bundle,
+        thresholds,
+        metrics,
+        rules=load_rules(settings.worker.deny_list_path, settings.worker.review_above_usd),
+        shadow=_load_shadow(settings),
+    )
     publisher = VerdictPublisher(settings.kafka, client_id=settings.worker.app_id)
+    labels = LabelsReader(
+        settings.kafka,
+        lookback=timedelta(days=settings.worker.labels_lookback_days),
+        on_invalid=lambda reason: metrics.labels_rejected.labels(reason).inc(),
+    )
     log.info(
         "model=%s version=%s review>=%.3f block>=%.3f",
         bundle.metadata.name,
@@ -63,16 +77,29 @@ def main(argv: list[str] | None = None) -> None:
         thresholds.review,
         thresholds.block,
     )
-    _run(settings, scorer, publisher)
+    _run(settings, scorer, publisher, labels)
 
 
-def _run(settings: Settings, scorer: BatchScorer, publisher: VerdictPublisher) -> None:
+def _load_shadow(settings: Settings) -> ModelBundle | None:
+    path = settings.worker.shadow_model_path
+    if path is None:
+        return None
+    try:
+        return load_bundle(path)
+    except ModelLoadError as exc:  # a broken challenger must not stop scoring
+        log.error("shadow model not loaded path=%s error=%s", path, exc)
+        return None
+
+
+def _run(
+    settings: Settings, scorer: BatchScorer, publisher: VerdictPublisher, labels: LabelsReader
+) -> None:
     # Imported here so that importing this module (for --help, or in tests) builds no app.
     import faust
 
-    from stream_app.app import create_app
+    from stream_app.app import WorkerParts, create_app
 
-    app = create_app(settings, scorer, publisher)
+    app = create_app(settings, WorkerParts(scorer, publisher, labels))
     worker = faust.Worker(app, loglevel=settings.worker.log_level, quiet=True)
     worker.execute_from_commandline()
 

@@ -58,9 +58,6 @@ def settings_env(bootstrap: str, topics: TopicNames, **worker: str) -> dict[str,
     return env
 
 
-WorkerFactory = Callable[..., "WorkerProcess"]
-
-
 class WorkerProcess:
     """A real ``fraudstream-worker`` process, as users run it."""
 
@@ -95,21 +92,23 @@ class WorkerProcess:
         return self.process.returncode
 
 
+WorkerFactory = Callable[..., WorkerProcess]
+
+
 @pytest.fixture
 def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
     def start(topics: TopicNames, model_path: Path, **worker: str) -> WorkerProcess:
         port = free_port()
-        env = settings_env(
-            kafka_bootstrap,
-            topics,
-            app_id=f"test-worker-{uuid.uuid4().hex[:8]}",
-            web_port=str(port),
-            data_dir=str(tmp_path / f"worker-{len(started)}"),
-            model_path=str(model_path),
+        options = {
+            "app_id": f"test-worker-{uuid.uuid4().hex[:8]}",
+            "web_port": str(port),
+            "data_dir": str(tmp_path / f"worker-{len(started)}"),
+            "model_path": str(model_path),
             **worker,
-        )
+        }
+        env = settings_env(kafka_bootstrap, topics, **options)
         process = WorkerProcess(env, port, tmp_path / f"worker-{len(started)}.log")
         started.append(process)
         return process

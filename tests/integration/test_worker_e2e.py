@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
 
 from producers.simulator import SimulatorConfig, iter_events
 from stream_app.schemas import DeadLetter, Transaction, Verdict
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerProcess
-from tests.kafka_helpers import REPO_ROOT, consume_all, wait_until
+from tests.conftest import WorkerFactory
+from tests.integration.worker_helpers import metric, post, produce, started_worker
+from tests.kafka_helpers import REPO_ROOT, consume_all
 from tests.unit.test_schemas import ORIGINAL_API_REQUEST
 
 pytestmark = pytest.mark.integration
@@ -42,40 +40,8 @@ def simulated_transactions(count: int, seed: int = 11) -> list[Transaction]:
     return [event for event in events if isinstance(event, Transaction)]
 
 
-def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
-    for key, value in messages:
-        producer.produce(topic, value, key)
-    assert producer.flush(30) == 0
-
-
-def metric(worker: WorkerProcess, name: str) -> float:
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=5) as response:  # noqa: S310
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
-
-
-def ready(worker: WorkerProcess) -> bool:
-    assert worker.process.poll() is None, f"worker exited:\n{worker.log_tail()}"
-    try:
-        with urllib.request.urlopen(f"{worker.url}/health", timeout=2) as response:  # noqa: S310
-            return bool(json.load(response)["ready"])
-    except OSError:
-        return False
-
-
-def started_worker(worker_factory: object, topics: TopicNames, model: Path) -> WorkerProcess:
-    worker: WorkerProcess = worker_factory(topics, model)  # type: ignore[operator]
-    wait_until(lambda: ready(worker), timeout=90, what="worker ready (partitions assigned)")
-    return worker
-
-
 def test_every_transaction_gets_one_verdict_and_bad_input_is_dead_lettered(
-    kafka_bootstrap: str, topics: TopicNames, worker_factory: object, trained_model_dir: Path
+    kafka_bootstrap: str, topics: TopicNames, worker_factory: WorkerFactory, trained_model_dir: Path
 ) -> None:
     worker = started_worker(worker_factory, topics, trained_model_dir)
     transactions = simulated_transactions(1000)
@@ -113,7 +79,7 @@ def test_every_transaction_gets_one_verdict_and_bad_input_is_dead_lettered(
 
 
 def test_console_producer_in_console_consumer_out(
-    kafka_bootstrap: str, topics: TopicNames, worker_factory: object, trained_model_dir: Path
+    kafka_bootstrap: str, topics: TopicNames, worker_factory: WorkerFactory, trained_model_dir: Path
 ) -> None:
     started_worker(worker_factory, topics, trained_model_dir)
     subprocess.run(
@@ -157,19 +123,8 @@ def test_console_producer_in_console_consumer_out(
     assert verdict.features["amount"] == 1500.0
 
 
-def post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
-
-
 def test_predict_answers_the_original_api_request(
-    kafka_bootstrap: str, topics: TopicNames, worker_factory: object, trained_model_dir: Path
+    kafka_bootstrap: str, topics: TopicNames, worker_factory: WorkerFactory, trained_model_dir: Path
 ) -> None:
     worker = started_worker(worker_factory, topics, trained_model_dir)
     status, body = post(f"{worker.url}/predict", ORIGINAL_API_REQUEST)

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xgboost as xgb
 
 from stream_app.model import ModelBundle, ModelMetadata
-from stream_app.scoring import Thresholds, decide, thresholds_for, top_reasons
+from stream_app.schemas import Reason, Transaction
+from stream_app.scoring import (
+    Rules,
+    Thresholds,
+    apply_rules,
+    decide,
+    load_rules,
+    thresholds_for,
+    top_reasons,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -67,3 +79,46 @@ def test_reasons_name_the_feature_that_raised_the_score() -> None:
 
 def test_reasons_for_no_rows_is_empty() -> None:
     assert top_reasons(tiny_bundle(), np.empty((0, 3), dtype=np.float32)) == []
+
+
+def rule_txn(**changes: object) -> Transaction:
+    fields: dict[str, object] = {
+        "transaction_id": "t1",
+        "customer_id": "c1",
+        "amount": 100.0,
+        "merchant_category": "grocery",
+        "transaction_type": "pos",
+        "device_id": "d1",
+        "geo_location": "US-CA",
+        "timestamp": "2025-03-01T12:00:00Z",
+        "merchant_id": "m1",
+    }
+    fields.update(changes)
+    return Transaction.model_validate(fields)
+
+
+def test_deny_list_blocks_and_names_the_rule(tmp_path: Path) -> None:
+    deny = tmp_path / "deny.json"
+    deny.write_text(json.dumps({"device_id": ["d-stolen"]}))
+    rules = load_rules(deny, review_above_usd=None)
+    decision, reasons = apply_rules(rule_txn(device_id="d-stolen"), 100.0, "approve", (), rules)
+    assert decision == "block"
+    assert reasons[0].code == "rule:deny_list:device_id"
+    assert apply_rules(rule_txn(), 100.0, "approve", (), rules) == ("approve", ())
+
+
+def test_amount_limit_reviews_but_never_relaxes_a_block() -> None:
+    rules = Rules(review_above_usd=5000.0)
+    decision, reasons = apply_rules(rule_txn(), 7500.0, "approve", (), rules)
+    assert (decision, reasons[0].code) == ("review", "rule:amount_limit")
+    model_reason = Reason(code="amount", value=7500.0, contribution=1.0)
+    decision, reasons = apply_rules(rule_txn(), 7500.0, "block", (model_reason,), rules)
+    assert decision == "block"
+    assert [r.code for r in reasons] == ["rule:amount_limit", "amount"]
+
+
+def test_unknown_deny_list_fields_are_refused(tmp_path: Path) -> None:
+    deny = tmp_path / "deny.json"
+    deny.write_text(json.dumps({"email": ["x"]}))
+    with pytest.raises(ValueError, match="deny-list fields"):
+        load_rules(deny, None)

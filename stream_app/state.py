@@ -1,0 +1,108 @@
+"""Per-entity feature state as the worker holds it, and what survives a restart.
+
+Customers: the ``transactions`` topic is keyed by customer_id, so each customer's state lives
+on the worker that owns the customer's partition. It is kept in a Faust table's store (any
+mutable mapping works here) and every change is written to the table's changelog topic, to
+the same partition as the transaction that caused it. On restart or rebalance Faust replays
+the changelog into the store; Faust tables serialise keys and values as JSON, so recovered
+values arrive as the dicts written here and are turned back into state on first use.
+
+Each changelog value also records the offset of the last transaction folded into the state.
+Under at-least-once delivery a batch can be processed twice after a crash (scored, published,
+but its offsets not yet committed); a transaction at or below that offset is then scored
+again but not counted into the state twice.
+
+Merchants: every worker sees transactions of every merchant only in aggregate, so merchant
+state is kept in memory per worker and fed by the labels reader (all partitions of
+``transaction-labels``) and by the worker's own transactions; see the README's state section.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream_app import features
+
+NO_OFFSET = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ChangelogRecord:
+    """One customer's new state, for the changelog partition of its source partition."""
+
+    partition: int
+    key: bytes
+    value: bytes
+
+
+def encode_customer(state: features.CustomerState, offset: int) -> bytes:
+    return json.dumps({"offset": offset, "state": state.to_dict()}, separators=(",", ":")).encode()
+
+
+def encode_key(customer_id: str) -> bytes:
+    """Changelog keys are JSON strings, as Faust's table recovery decodes them."""
+    return json.dumps(customer_id).encode()
+
+
+def decode_customer(payload: dict[str, Any]) -> tuple[features.CustomerState, int]:
+    return features.CustomerState.from_dict(payload["state"]), int(payload["offset"])
+
+
+@dataclass
+class EntityState:
+    """Customer and merchant state, with the customer changes not yet written to the changelog."""
+
+    customers: MutableMapping[Any, Any] = field(default_factory=dict)
+    merchants: dict[str, features.MerchantState] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)
+    changed: dict[str, int] = field(default_factory=dict)
+
+    def customer(self, customer_id: str) -> features.CustomerState:
+        """The customer's state, decoding a value recovered from the changelog on first use."""
+        stored = self.customers.get(customer_id)
+        if isinstance(stored, features.CustomerState):
+            return stored
+        if isinstance(stored, dict):
+            state, offset = decode_customer(stored)
+            self.offsets[customer_id] = offset
+        else:
+            state = features.CustomerState()
+        self.customers[customer_id] = state
+        return state
+
+    def peek_customer(self, customer_id: str) -> features.CustomerState:
+        """The customer's state without creating an entry (for read-only requests)."""
+        if customer_id in self.customers:
+            return self.customer(customer_id)
+        return features.CustomerState()
+
+    def merchant(self, merchant_id: str | None) -> features.MerchantState:
+        key = features.merchant_key(merchant_id)
+        state = self.merchants.get(key)
+        if state is None:
+            state = self.merchants[key] = features.MerchantState()
+        return state
+
+    def already_observed(self, customer_id: str, offset: int) -> bool:
+        """True when this transaction's offset was folded into the state before a restart."""
+        return offset <= self.offsets.get(customer_id, NO_OFFSET)
+
+    def record_change(self, customer_id: str, partition: int, offset: int) -> None:
+        self.offsets[customer_id] = offset
+        self.changed[customer_id] = partition
+
+    def take_changes(self) -> list[ChangelogRecord]:
+        """Encode each customer changed since the last call once, however often it changed."""
+        records = [
+            ChangelogRecord(
+                partition,
+                encode_key(customer_id),
+                encode_customer(self.customer(customer_id), self.offsets[customer_id]),
+            )
+            for customer_id, partition in self.changed.items()
+        ]
+        self.changed.clear()
+        return records

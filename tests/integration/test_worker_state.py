@@ -1,0 +1,103 @@
+"""Worker state on a real broker: customers survive a restart, labels feed merchant risk."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from stream_app.schemas import Label, Transaction, Verdict
+from stream_app.settings import TopicNames
+from tests.conftest import WorkerFactory
+from tests.integration.worker_helpers import metric, produce, started_worker
+from tests.kafka_helpers import consume_all, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def payment(txn_id: str, customer: str, amount: float, at: datetime, merchant: str) -> Transaction:
+    return Transaction(
+        transaction_id=txn_id,
+        customer_id=customer,
+        amount=amount,
+        merchant_category="grocery",
+        transaction_type="pos",
+        device_id=f"dev-{customer}",
+        geo_location="US-CA",
+        timestamp=at,
+        merchant_id=merchant,
+        currency="USD",
+    )
+
+
+def send(bootstrap: str, topic: str, transactions: list[Transaction]) -> None:
+    produce(bootstrap, topic, [(t.customer_id.encode(), t.to_bytes()) for t in transactions])
+
+
+def verdicts(bootstrap: str, topics: TopicNames, count: int) -> dict[str, Verdict]:
+    messages = consume_all(bootstrap, topics.scores, lambda m: len(m) >= count, timeout=90)
+    parsed = [Verdict.model_validate_json(m.value() or b"") for m in messages]
+    assert len(parsed) == count, "every transaction scored exactly once"
+    return {v.transaction_id: v for v in parsed}
+
+
+def test_customer_state_survives_a_restart(
+    kafka_bootstrap: str, topics: TopicNames, worker_factory: WorkerFactory, trained_model_dir: Path
+) -> None:
+    app_id = f"test-restart-{uuid.uuid4().hex[:8]}"
+    start = datetime.now(UTC) - timedelta(minutes=50)
+    first = [
+        payment(f"r{i}", "cust-r", 10.0 * (i + 1), start + timedelta(minutes=i), "m1")
+        for i in range(5)
+    ]
+    worker = started_worker(worker_factory, topics, trained_model_dir, app_id=app_id)
+    send(kafka_bootstrap, topics.transactions, first)
+    verdicts(kafka_bootstrap, topics, 5)
+    assert worker.stop() == 0
+
+    restarted = started_worker(worker_factory, topics, trained_model_dir, app_id=app_id)
+    send(
+        kafka_bootstrap,
+        topics.transactions,
+        [payment("r5", "cust-r", 5.0, start + timedelta(minutes=30), "m1")],
+    )
+    after = verdicts(kafka_bootstrap, topics, 6)["r5"]
+    assert after.features is not None
+    assert after.features["cust_txn_count_1h"] == 5  # the five before the restart, recovered
+    assert after.features["cust_amount_sum_1h"] == 150.0
+    assert after.features["device_first_seen"] == 0
+    assert metric(restarted, "fraudstream_transactions_scored_total") == 1
+
+
+def test_labels_feed_merchant_risk(
+    kafka_bootstrap: str, topics: TopicNames, worker_factory: WorkerFactory, trained_model_dir: Path
+) -> None:
+    worker = started_worker(worker_factory, topics, trained_model_dir)
+    now = datetime.now(UTC)
+    labels = [
+        Label(
+            transaction_id=f"old{i}",
+            is_fraud=i < 3,
+            labeled_at=now - timedelta(hours=2),
+            merchant_id="m-risky",
+        )
+        for i in range(4)
+    ]
+    produce(
+        kafka_bootstrap,
+        topics.labels,
+        [(label.transaction_id.encode(), label.to_bytes()) for label in labels],
+    )
+    wait_until(
+        lambda: metric(worker, "fraudstream_labels_applied_total") == 4,
+        timeout=60,
+        what="the worker to fold 4 labels into merchant risk",
+    )
+    send(kafka_bootstrap, topics.transactions, [payment("x1", "cust-x", 99.0, now, "m-risky")])
+    verdict = verdicts(kafka_bootstrap, topics, 1)["x1"]
+    assert verdict.features is not None
+    assert verdict.features["merchant_labels_7d"] == 4
+    assert verdict.features["merchant_frauds_7d"] == 3
+    assert verdict.features["merchant_fraud_rate_7d"] == 0.75
