@@ -187,7 +187,8 @@ def processes(
     args: argparse.Namespace, settings: Settings
 ) -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
     logs = REPO_ROOT / ".local" / "demo"
-    env = dict(os.environ)
+    # The demo serves a local model folder: no registry to poll.
+    env = {**os.environ, "FRAUDSTREAM_WORKER__MODEL_POLL_SECONDS": "0"}
     bin_dir = Path(sys.executable).parent
     worker = spawn(
         [str(bin_dir / "fraudstream-worker"), "--model", args.model], logs / "worker.log", env

@@ -14,7 +14,6 @@ import logging
 import os
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,26 +22,17 @@ from faust.types import EventT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from stream_app.labels_reader import LabelsReader
-from stream_app.processor import BatchScorer
-from stream_app.publisher import PublishError, VerdictPublisher
+from stream_app.parts import WorkerParts
+from stream_app.publisher import PublishError
+from stream_app.scoring import thresholds_for
 from stream_app.settings import KafkaSettings, Settings
 from stream_app.validation import RawRecord, Rejection, parse_transaction
 
 log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_SECONDS = 60.0
-LABELS_DRAIN_SECONDS = 1.0
+READERS_DRAIN_SECONDS = 1.0
 EXIT_PUBLISH_FAILED = 70
-
-
-@dataclass
-class WorkerParts:
-    """What the Faust shell drives: all plain objects, built by the entry point."""
-
-    scorer: BatchScorer
-    publisher: VerdictPublisher
-    labels: LabelsReader
 
 
 def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
@@ -58,7 +48,7 @@ def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
     parts.scorer.state.customers = customers.data
     parts.publisher.changelog_topic = customers.changelog_topic.get_topic_name()
     _add_scoring_agent(app, settings, parts)
-    _add_label_feed(app, parts)
+    _add_readers(app, settings, parts)
     _add_views(app, parts)
     return app
 
@@ -96,6 +86,7 @@ def _add_scoring_agent(app: faust.App, settings: Settings, parts: WorkerParts) -
             worker.batch_size, within=worker.batch_within_seconds
         )
         async for events in batches:
+            _swap_if_ready(parts, settings)
             parts.scorer.apply_labels(parts.labels.drain())
             result = parts.scorer.score_batch(_raw_records(events))
             parts.publisher.enqueue(result)
@@ -106,15 +97,35 @@ def _add_scoring_agent(app: faust.App, settings: Settings, parts: WorkerParts) -
             _record_lag(app, events, parts.scorer.metrics.consumer_lag)
 
 
-def _add_label_feed(app: faust.App, parts: WorkerParts) -> None:
-    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is unannotated
-    async def start_labels_reader() -> None:
-        parts.labels.start()
+def _swap_if_ready(parts: WorkerParts, settings: Settings) -> None:
+    """Between batches only: a batch is scored by one model, never a mix."""
+    bundle = parts.swapper.take_ready()
+    if bundle is not None:
+        worker = settings.worker
+        thresholds = thresholds_for(bundle, worker.review_threshold, worker.block_threshold)
+        parts.scorer.swap_model(bundle, thresholds)
+        log.info("model swapped name=%s version=%s", bundle.metadata.name, bundle.metadata.version)
 
-    @app.timer(interval=LABELS_DRAIN_SECONDS)  # type: ignore[untyped-decorator]  # as above
-    async def apply_labels() -> None:
-        # Between batches too, so merchant risk stays current when transactions are quiet.
+
+def _add_readers(app: faust.App, settings: Settings, parts: WorkerParts) -> None:
+    @app.task  # type: ignore[untyped-decorator]  # faust's task decorator is unannotated
+    async def start_readers() -> None:
+        parts.labels.start()
+        parts.model_updates.start()
+
+    @app.timer(interval=READERS_DRAIN_SECONDS)  # type: ignore[untyped-decorator]  # as above
+    async def drain_readers() -> None:
+        # Between batches too, so merchant risk and model updates move when traffic is quiet.
         parts.scorer.apply_labels(parts.labels.drain())
+        for update in parts.model_updates.drain():
+            parts.swapper.request(update)
+
+    if settings.worker.model_poll_seconds > 0:
+
+        @app.timer(interval=settings.worker.model_poll_seconds)  # type: ignore[untyped-decorator]
+        async def poll_model_registry() -> None:
+            # The fallback for a missed model-updates message: follow the registry's alias.
+            parts.swapper.poll_registry()
 
 
 def _record_lag(app: faust.App, events: Sequence[EventT[Any]], gauge: Gauge) -> None:

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from datetime import timedelta
 
-from stream_app.labels_reader import LabelsReader
 from stream_app.metrics import create_worker_metrics
-from stream_app.model import ModelBundle, ModelLoadError, load_bundle
+from stream_app.model import ModelBundle, ModelLoadError
+from stream_app.model_store import ModelStore, load_folder
+from stream_app.model_swap import ModelSwapper, create_swap_metrics
+from stream_app.parts import WorkerParts
 from stream_app.processor import BatchScorer
 from stream_app.publisher import VerdictPublisher
+from stream_app.schemas import Label, ModelUpdate
 from stream_app.scoring import load_rules, thresholds_for
 from stream_app.settings import Settings
+from stream_app.topic_reader import TopicReader
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = Settings()
+    # MLflow's client otherwise retries an unreachable registry for minutes, holding the model
+    # loader thread; the old model keeps serving either way.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     if args.model:
         settings.worker.model_path = type(settings.worker.model_path)(args.model)
     logging.basicConfig(
@@ -49,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:
-        bundle = load_bundle(settings.worker.model_path)
+        bundle = load_folder(settings.worker.model_path)
     except ModelLoadError as exc:
         sys.stderr.write(f"fraudstream-worker: {exc} (train one with `make model`)\n")
         raise SystemExit(2) from exc
@@ -65,10 +74,22 @@ def main(argv: list[str] | None = None) -> None:
         shadow=_load_shadow(settings),
     )
     publisher = VerdictPublisher(settings.kafka, client_id=settings.worker.app_id)
-    labels = LabelsReader(
+    labels = TopicReader(
         settings.kafka,
+        settings.kafka.topics.labels,
+        Label,
         lookback=timedelta(days=settings.worker.labels_lookback_days),
         on_invalid=lambda reason: metrics.labels_rejected.labels(reason).inc(),
+    )
+    model_updates = TopicReader(
+        settings.kafka, settings.kafka.topics.model_updates, ModelUpdate, lookback=None
+    )
+    swapper = ModelSwapper(
+        bundle,
+        ModelStore(settings.mlflow.tracking_uri, nthread=1),
+        create_swap_metrics(metrics.registry),
+        registry_model=settings.mlflow.model_name,
+        alias=settings.mlflow.champion_alias,
     )
     log.info(
         "model=%s version=%s review>=%.3f block>=%.3f",
@@ -77,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         thresholds.review,
         thresholds.block,
     )
-    _run(settings, scorer, publisher, labels)
+    _run(settings, WorkerParts(scorer, publisher, labels, model_updates, swapper))
 
 
 def _load_shadow(settings: Settings) -> ModelBundle | None:
@@ -85,21 +106,19 @@ def _load_shadow(settings: Settings) -> ModelBundle | None:
     if path is None:
         return None
     try:
-        return load_bundle(path)
+        return load_folder(path)
     except ModelLoadError as exc:  # a broken challenger must not stop scoring
         log.error("shadow model not loaded path=%s error=%s", path, exc)
         return None
 
 
-def _run(
-    settings: Settings, scorer: BatchScorer, publisher: VerdictPublisher, labels: LabelsReader
-) -> None:
+def _run(settings: Settings, parts: WorkerParts) -> None:
     # Imported here so that importing this module (for --help, or in tests) builds no app.
     import faust
 
-    from stream_app.app import WorkerParts, create_app
+    from stream_app.app import create_app
 
-    app = create_app(settings, WorkerParts(scorer, publisher, labels))
+    app = create_app(settings, parts)
     worker = faust.Worker(app, loglevel=settings.worker.log_level, quiet=True)
     worker.execute_from_commandline()
 

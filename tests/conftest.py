@@ -106,6 +106,7 @@ def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..
             "web_port": str(port),
             "data_dir": str(tmp_path / f"worker-{len(started)}"),
             "model_path": str(model_path),
+            "model_poll_seconds": "0",  # no registry in these tests unless one asks for it
             **worker,
         }
         env = settings_env(kafka_bootstrap, topics, **options)

@@ -13,6 +13,10 @@ average precision on the test holdout beats the current champion's on the same r
 avoids churn). Otherwise it takes ``challenger``. Every alias move is recorded twice: version tags
 ``<alias>_from`` / ``<alias>_until`` (ISO-8601 UTC) and a JSON list under the registered model's
 ``alias_history`` tag, so "which version was champion at time t" has an answer.
+
+Loading (``load_version``, ``load_champion``) and the no-pickle file check live in
+:mod:`stream_app.model_store`, because the worker loads models too and must not import training;
+they are re-exported here under their old names.
 """
 
 from __future__ import annotations
@@ -25,33 +29,36 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import mlflow.artifacts
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from stream_app.model import ModelBundle, ModelLoadError, load_bundle
+from stream_app import model_store
+from stream_app.model import ModelBundle
 from training.dataset import Split, Splits
 from training.evaluate import average_precision, pr_curve_points, roc_curve_points
 from training.train import predict
 
 logger = logging.getLogger(__name__)
 
+# Loading moved to stream_app.model_store (the worker loads models and must not import training);
+# these names keep training's API as it was.
+MODEL_SUFFIXES = model_store.MODEL_SUFFIXES
+PICKLE_MAGIC = model_store.PICKLE_MAGIC
+UnsafeArtifactError = model_store.UnsafeArtifactError
+check_safe_files = model_store.check_safe_files
+client_for = model_store.client_for
+load_version = model_store.load_version
+load_champion = model_store.load_champion
+
 MODEL_ARTIFACT_PATH = "model"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 REFERENCE_ROWS = 5_000
 HISTORY_TAG = "alias_history"
 HISTORY_LIMIT = 500  # moves kept in the tag; about 100 bytes each, far below MLflow's tag limit
-# What a model folder may contain; anything else (a .pkl, a cloudpickled flavor) is refused.
-MODEL_SUFFIXES = frozenset({".ubj", ".json"})
+# What a run may contain besides the model folder's .ubj/.json; never a pickle.
 RUN_SUFFIXES = MODEL_SUFFIXES | {".parquet", ".png"}
-PICKLE_MAGIC = b"\x80"  # every pickle of protocol 2 or later starts with PROTO (0x80)
-
-
-class UnsafeArtifactError(ModelLoadError):
-    """A downloaded model contains a file type we never write, such as a pickle."""
 
 
 @dataclass(frozen=True)
@@ -72,33 +79,12 @@ class PublishResult:
     champion_score: float | None
 
 
-def client_for(tracking_uri: str) -> Any:
-    """One client per tracking URI; never the global ``mlflow.set_tracking_uri`` state."""
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def _client(client_or_uri: Any) -> Any:
-    return client_for(client_or_uri) if isinstance(client_or_uri, str) else client_or_uri
-
-
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
 # ---------------------------------------------------------------------------------------------
 # Files written for a run
-
-
-def check_safe_files(folder: Path, allowed_suffixes: frozenset[str]) -> list[Path]:
-    """Every file under ``folder``, after checking none is a pickle or an unexpected type."""
-    files = sorted(path for path in folder.rglob("*") if path.is_file())
-    for path in files:
-        if path.suffix.lower() not in allowed_suffixes:
-            raise UnsafeArtifactError(f"refusing {path.name}: only {sorted(allowed_suffixes)}")
-        with path.open("rb") as handle:
-            if handle.read(1) == PICKLE_MAGIC:
-                raise UnsafeArtifactError(f"refusing {path.name}: it is a pickle")
-    return files
 
 
 def reference_sample(
@@ -244,36 +230,6 @@ def register_version(client: Any, name: str, run_id: str, bundle: ModelBundle) -
 def aliases(client: Any, name: str) -> dict[str, str]:
     model = client.get_registered_model(name)
     return {str(alias): str(version) for alias, version in model.aliases.items()}
-
-
-def load_version(client: Any, name: str, version: str, nthread: int = 1) -> ModelBundle:
-    """Download a version's files, refuse anything but .ubj/.json, load them natively."""
-    uri = client.get_model_version_download_uri(name, version)
-    with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=tmp, tracking_uri=client.tracking_uri
-        )
-        check_safe_files(Path(local), MODEL_SUFFIXES)
-        bundle = load_bundle(Path(local), nthread=nthread)
-    if (bundle.metadata.name, bundle.metadata.version) != (name, str(version)):
-        raise ModelLoadError(
-            f"{name} v{version} holds metadata for "
-            f"{bundle.metadata.name} v{bundle.metadata.version}"
-        )
-    return bundle
-
-
-def load_champion(
-    client_or_uri: Any, name: str, alias: str = "champion", nthread: int = 1
-) -> ModelBundle:
-    """The bundle behind ``models:/<name>@<alias>``, in native format (never unpickled).
-
-    The alias is resolved with the given client rather than a ``models:/`` URI, because MLflow
-    resolves those through the process-global registry URI.
-    """
-    client = _client(client_or_uri)
-    version = client.get_model_version_by_alias(name, alias)
-    return load_version(client, name, str(version.version), nthread)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,398 @@
+"""Hot model swap: load a promoted model off the event loop, check it, hand it over between batches.
+
+Who calls what:
+
+- the ``model-updates`` consumer calls :meth:`ModelSwapper.request` for each update, and a timer
+  calls :meth:`ModelSwapper.poll_registry` as a fallback for missed updates (it resolves the
+  ``champion`` alias). Both only queue work on one loader thread and return at once, so neither
+  blocks the event loop; both are safe to call from any thread.
+- the loader thread downloads the bundle (:class:`ModelSource`, normally
+  :class:`stream_app.model_store.ModelStore`), validates it and stages it.
+- the scoring agent calls :meth:`ModelSwapper.take_ready` at the start of every batch. It hands
+  over a staged bundle exactly once, so every batch is scored by a single model.
+
+Validation, before a bundle is staged: its metadata names the requested model and version; its
+feature list equals the one the worker computes (``FEATURE_NAMES``, same order); and its scores on
+a canary matrix are finite, within [0, 1] and not all equal. Deliberately NOT required: agreement
+with the serving model. A model retrained after drift may rank differently, and on a synthetic
+canary agreement means little; the correlation with the serving model is logged for the operator.
+
+Failure policy: a failed load or a refused model leaves the serving model in place, logs one
+``key=value`` line and counts ``fraudstream_model_swaps_total{result=...}``. A version refused
+for its content (``invalid``/``unsafe``) is not retried by the poll; ``load_failed`` (registry
+down, network) is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from stream_app import features
+from stream_app.model import ModelBundle
+from stream_app.model_store import UnsafeArtifactError, registry_uri
+from stream_app.schemas import ModelUpdate, Transaction
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (model name, version): what "already in service / loading" compares
+FloatMatrix = npt.NDArray[np.float32]
+SwapResult = Literal["success", "load_failed", "unsafe", "invalid"]
+SWAP_RESULTS: tuple[SwapResult, ...] = ("success", "load_failed", "unsafe", "invalid")
+LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+CANARY_ROWS = 200
+REASON_CHARS = 300  # MLflow errors embed whole urllib3 chains; one log line stays readable
+
+
+class ModelSource(Protocol):
+    """Where bundles come from; :class:`stream_app.model_store.ModelStore` in the worker."""
+
+    def load(self, uri: str) -> ModelBundle: ...
+
+    def alias_version(self, name: str, alias: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class SwapMetrics:
+    swaps: Counter
+    load_seconds: Histogram
+
+
+def create_swap_metrics(registry: CollectorRegistry | None = None) -> SwapMetrics:
+    """The swap metrics on ``registry`` (the worker's, so they share ``/metrics``)."""
+    registry = registry if registry is not None else CollectorRegistry()
+    swaps = Counter(
+        "fraudstream_model_swaps",
+        "Model swap attempts by result: success, load_failed, unsafe (pickle or unknown file "
+        "type) or invalid (wrong identity, feature list or canary scores).",
+        ["result"],
+        registry=registry,
+    )
+    for result in SWAP_RESULTS:
+        swaps.labels(result)  # export zeros, so alerts on increase() see the first failure
+    load_seconds = Histogram(
+        "fraudstream_model_load_seconds",
+        "Time to download and load a model version, whatever the outcome.",
+        buckets=LOAD_BUCKETS,
+        registry=registry,
+    )
+    return SwapMetrics(swaps=swaps, load_seconds=load_seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: pure functions over a bundle and a canary matrix
+
+
+def validation_problem(
+    bundle: ModelBundle, expected: Key, feature_names: tuple[str, ...], canary: FloatMatrix
+) -> str | None:
+    """Why ``bundle`` must not serve, or None if it may."""
+    identity = (bundle.metadata.name, bundle.metadata.version)
+    if identity != expected:
+        return f"metadata names {identity[0]} v{identity[1]}, expected {expected[0]} v{expected[1]}"
+    if bundle.metadata.feature_names != feature_names:
+        return feature_list_problem(bundle.metadata.feature_names, feature_names)
+    return canary_problem(bundle.predict(canary), len(canary))
+
+
+def feature_list_problem(actual: tuple[str, ...], expected: tuple[str, ...]) -> str:
+    missing = [name for name in expected if name not in actual]
+    extra = [name for name in actual if name not in expected]
+    if not missing and not extra:
+        return "feature list in a different order than the worker computes"
+    return f"feature list differs: missing={missing[:5]} unexpected={extra[:5]}"
+
+
+def canary_problem(scores: FloatMatrix, rows: int) -> str | None:
+    """Scores a probability model can produce: one per row, finite, in [0, 1], not constant."""
+    if scores.shape != (rows,):
+        return f"canary scores have shape {scores.shape}, expected ({rows},)"
+    if not np.isfinite(scores).all():
+        return "canary scores are not all finite"
+    if scores.min() < 0 or scores.max() > 1:
+        return f"canary scores outside [0, 1]: {scores.min():.4g}..{scores.max():.4g}"
+    if scores.max() == scores.min():
+        return f"canary scores are all {scores[0]:.4g}: the model ignores its input"
+    return None
+
+
+def score_correlation(new: FloatMatrix, old: FloatMatrix) -> float | None:
+    """Pearson correlation of two score vectors; None when either is constant."""
+    new64, old64 = new.astype(np.float64), old.astype(np.float64)
+    new64, old64 = new64 - new64.mean(), old64 - old64.mean()
+    norm = float(np.sqrt((new64 @ new64) * (old64 @ old64)))
+    return float(new64 @ old64) / norm if norm > 0 else None
+
+
+def synthetic_canary(rows: int = CANARY_ROWS, seed: int = 0) -> FloatMatrix:
+    """A fixed, realistic feature matrix: seeded transactions run through the worker's own
+    feature code, so every feature (counts, first-seen flags, distances) takes plausible values.
+
+    The worker may pass rows of recent real traffic instead; this is the default so that a
+    worker can validate a swap from its first second.
+    """
+    rng = np.random.default_rng(seed)
+    customers: dict[str, features.CustomerState] = {}
+    merchants: dict[str, features.MerchantState] = {}
+    transactions = _canary_transactions(rng, rows)
+    return features.online_features_batch(
+        transactions,
+        [customers.setdefault(txn.customer_id, features.CustomerState()) for txn in transactions],
+        [
+            merchants.setdefault(features.merchant_key(txn.merchant_id), features.MerchantState())
+            for txn in transactions
+        ],
+    )
+
+
+_CANARY_START = datetime(2025, 1, 6, tzinfo=UTC)
+_CANARY_REGIONS = ("IN-MH", "IN-KA", "US-CA", "US-NY", "GB-ENG", "DE-BE", "BR-SP")
+
+
+def _canary_transactions(rng: np.random.Generator, rows: int) -> list[Transaction]:
+    """About 25 customers over two days: repeat customers, some new devices and regions."""
+    seconds = np.cumsum(rng.exponential(900.0, rows))
+    result = []
+    for index in range(rows):
+        customer = int(rng.integers(0, 25))
+        roams = rng.random() < 0.1
+        result.append(
+            Transaction(
+                transaction_id=f"canary-{index}",
+                customer_id=f"canary-c{customer}",
+                amount=round(float(np.clip(rng.lognormal(3.5, 1.3), 0.5, 50_000)), 2),
+                merchant_category=features.MERCHANT_CATEGORIES[int(rng.integers(1, 16))],
+                transaction_type=features.TRANSACTION_TYPES[int(rng.integers(1, 5))],
+                device_id=f"canary-d{customer}" if rng.random() < 0.9 else f"canary-x{index}",
+                geo_location=_CANARY_REGIONS[
+                    int(rng.integers(0, 7)) if roams else customer % len(_CANARY_REGIONS)
+                ],
+                timestamp=_CANARY_START + timedelta(seconds=float(seconds[index])),
+                merchant_id=f"canary-m{int(rng.integers(0, 30))}",
+            )
+        )
+    return result
+
+
+def _one_line(error: BaseException | str) -> str:
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return " ".join(text.split())[:REASON_CHARS]
+
+
+def _key(bundle: ModelBundle | None) -> Key | None:
+    return None if bundle is None else (bundle.metadata.name, bundle.metadata.version)
+
+
+# ---------------------------------------------------------------------------------------------
+# The swapper
+
+
+class ModelSwapper:
+    """Loads and checks new model versions on one background thread; the agent takes them.
+
+    ``serving`` is the model in service at start. ``registry_model`` (the registered model name)
+    enables :meth:`poll_registry`; without it polling does nothing. ``executor`` defaults to a
+    single ``model-swap`` thread, which keeps loads sequential (one booster thread per worker);
+    tests inject their own.
+    """
+
+    def __init__(
+        self,
+        serving: ModelBundle,
+        source: ModelSource,
+        metrics: SwapMetrics,
+        *,
+        canary: FloatMatrix | None = None,
+        feature_names: tuple[str, ...] = features.FEATURE_NAMES,
+        registry_model: str | None = None,
+        alias: str = "champion",
+        executor: Executor | None = None,
+    ) -> None:
+        self.source = source
+        self.metrics = metrics
+        self.canary = synthetic_canary() if canary is None else canary.astype(np.float32)
+        self.feature_names = feature_names
+        self.registry_model = registry_model
+        self.alias = alias
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="model-swap")
+        self._lock = threading.Lock()
+        self._serving = serving
+        self._ready: ModelBundle | None = None
+        self._pending: set[Key] = set()
+        self._refused: set[Key] = set()
+        self._polling = False
+        self._futures: set[Future[None]] = set()
+
+    @property
+    def serving_version(self) -> Key:
+        """(name, version) of the model the agent was last handed (or started with)."""
+        return (self._serving.metadata.name, self._serving.metadata.version)
+
+    # -- event-loop side: cheap, never blocking -------------------------------------------------
+
+    def request(self, update: ModelUpdate) -> None:
+        """Start loading ``update``'s version, unless it is serving, staged or already loading."""
+        key = (update.model_name, update.model_version)
+        if self._claim(key, skip_refused=False):
+            log.info("model swap requested model=%s version=%s", *key)
+            self._submit(self._load, key, update.model_uri)
+        else:
+            log.debug("model swap ignored model=%s version=%s: serving or in progress", *key)
+
+    def poll_registry(self) -> None:
+        """Resolve ``models:/<registry_model>@<alias>`` in the background and load it if it is
+        not the serving version. For a Faust timer; a poll still running makes this a no-op."""
+        if self.registry_model is None:
+            return
+        with self._lock:
+            if self._polling:
+                return
+            self._polling = True
+        self._submit(self._poll, self.registry_model)
+
+    def take_ready(self) -> ModelBundle | None:
+        """The validated new bundle, exactly once; None when there is none (almost always)."""
+        if self._ready is None:  # unlocked read: a bundle staged just now waits one batch
+            return None
+        with self._lock:
+            bundle, self._ready = self._ready, None
+            if bundle is None:
+                return None
+            previous, self._serving = self.serving_version, bundle
+        self.metrics.swaps.labels("success").inc()
+        log.info(
+            "model swapped model=%s version=%s previous_version=%s",
+            bundle.metadata.name,
+            bundle.metadata.version,
+            previous[1],
+        )
+        return bundle
+
+    # -- lifecycle and tests ---------------------------------------------------------------------
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until queued loads and polls are done; False if ``timeout`` passed first.
+        For tests and orderly shutdown, never on the event loop."""
+        with self._lock:
+            futures = list(self._futures)
+        _done, not_done = wait_for(futures, timeout=timeout)
+        return not not_done
+
+    def close(self) -> None:
+        """Drop queued work. A download in progress still finishes, and Python joins the thread
+        at exit, so a hung registry can delay exit by MLflow's HTTP timeout and retries."""
+        if self._owns_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- bookkeeping shared by both threads ------------------------------------------------------
+
+    def _claim(self, key: Key, *, skip_refused: bool) -> bool:
+        """Mark ``key`` as loading, unless it is serving, staged, loading (or refused before)."""
+        with self._lock:
+            busy = key in (self.serving_version, _key(self._ready)) or key in self._pending
+            if busy or (skip_refused and key in self._refused):
+                return False
+            self._pending.add(key)
+            return True
+
+    def _submit(self, job: Callable[..., None], *args: object) -> None:
+        try:
+            future = self._executor.submit(job, *args)
+        except RuntimeError:  # executor shut down: the worker is stopping
+            log.warning("model swap skipped: the loader is shut down")
+            return
+        with self._lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[None]) -> None:
+        with self._lock:
+            self._futures.discard(future)
+
+    # -- loader thread ---------------------------------------------------------------------------
+
+    def _poll(self, name: str) -> None:
+        try:
+            version = self.source.alias_version(name, self.alias)
+        except Exception as exc:  # any registry failure: keep serving, count, try next poll
+            self._fail((name, f"@{self.alias}"), "load_failed", _one_line(exc))
+            return
+        finally:
+            with self._lock:
+                self._polling = False
+        key = (name, version)
+        if self._claim(key, skip_refused=True):
+            log.info("registry alias=%s points at model=%s version=%s", self.alias, *key)
+            self._load(key, registry_uri(name, version))
+
+    def _load(self, key: Key, uri: str) -> None:
+        started = time.perf_counter()
+        try:
+            bundle = self.source.load(uri)
+        except UnsafeArtifactError as exc:
+            self._fail(key, "unsafe", _one_line(exc))
+            return
+        except Exception as exc:  # download, file or parse error: the old model keeps serving
+            self._fail(key, "load_failed", _one_line(exc))
+            return
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.load_seconds.observe(elapsed)
+        self._validate_and_stage(key, bundle, elapsed)
+
+    def _validate_and_stage(self, key: Key, bundle: ModelBundle, load_seconds: float) -> None:
+        try:
+            problem = validation_problem(bundle, key, self.feature_names, self.canary)
+        except Exception as exc:  # e.g. XGBoost refusing the canary: the model is unusable
+            problem = _one_line(exc)
+        if problem is not None:
+            self._fail(key, "invalid", _one_line(problem))
+            return
+        correlation = self._correlation_with_serving(bundle)
+        with self._lock:
+            self._pending.discard(key)
+            self._refused.discard(key)
+            self._ready = bundle
+        log.info(
+            "model ready model=%s version=%s load_seconds=%.2f canary_rows=%d "
+            "canary_correlation_with_serving=%s",
+            *key,
+            load_seconds,
+            len(self.canary),
+            "n/a" if correlation is None else f"{correlation:.3f}",
+        )
+
+    def _correlation_with_serving(self, bundle: ModelBundle) -> float | None:
+        """For the log only: how alike the two models rank the canary rows."""
+        try:
+            return score_correlation(
+                bundle.predict(self.canary), self._serving.predict(self.canary)
+            )
+        except Exception:  # a serving model on another layout cannot score the canary: no number
+            return None
+
+    def _fail(self, key: Key, result: SwapResult, reason: str) -> None:
+        with self._lock:
+            self._pending.discard(key)
+            if result in ("invalid", "unsafe"):
+                self._refused.add(key)
+        self.metrics.swaps.labels(result).inc()
+        log.warning(
+            'model swap failed model=%s version=%s result=%s reason="%s" serving_version=%s',
+            *key,
+            result,
+            reason,
+            self.serving_version[1],
+        )

@@ -1,0 +1,20 @@
+"""The plain objects the Faust shell drives, built by the worker's entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stream_app.model_swap import ModelSwapper
+from stream_app.processor import BatchScorer
+from stream_app.publisher import VerdictPublisher
+from stream_app.schemas import Label, ModelUpdate
+from stream_app.topic_reader import TopicReader
+
+
+@dataclass
+class WorkerParts:
+    scorer: BatchScorer
+    publisher: VerdictPublisher
+    labels: TopicReader[Label]
+    model_updates: TopicReader[ModelUpdate]
+    swapper: ModelSwapper

@@ -1,0 +1,542 @@
+"""Hot model swap: a good version is handed over once, every bad one leaves the old model serving.
+
+Bundles are tiny boosters trained on the real feature layout and saved as local folders; the
+registry is faked behind the ``ModelSource`` protocol (the real one is in the integration test).
+Most tests run the loader inline (``InlineExecutor``); the threading tests use real threads and
+wait on the swapper's own futures, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import xgboost as xgb
+from prometheus_client import CollectorRegistry
+
+from stream_app.features import FEATURE_NAMES
+from stream_app.model import ModelBundle, ModelLoadError, ModelMetadata
+from stream_app.model_store import ModelStore, RegistryRef, load_folder, parse_model_uri
+from stream_app.model_swap import (
+    CANARY_ROWS,
+    SWAP_RESULTS,
+    ModelSwapper,
+    canary_problem,
+    create_swap_metrics,
+    score_correlation,
+    synthetic_canary,
+)
+from stream_app.schemas import ModelUpdate
+
+pytestmark = pytest.mark.unit
+
+NAME = "fraudstream-xgb"
+SIGNAL = FEATURE_NAMES.index("amount_usd")
+WAIT_SECONDS = 30.0
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def _swap_logs_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="stream_app.model_swap")
+
+
+def train(
+    version: str,
+    *,
+    names: tuple[str, ...] = FEATURE_NAMES,
+    quantile: float = 0.5,
+    objective: str = "binary:logistic",
+    label_scale: float = 1.0,
+    min_child_weight: float = 1.0,
+) -> ModelBundle:
+    """A booster that learned 'amount above a quantile', on realistic rows of the real layout."""
+    matrix = synthetic_canary(rows=600, seed=100)
+    labels = (matrix[:, SIGNAL] > np.quantile(matrix[:, SIGNAL], quantile)) * label_scale
+    params = {
+        "objective": objective,
+        "nthread": 1,
+        "seed": 0,
+        "max_depth": 2,
+        "min_child_weight": min_child_weight,
+    }
+    booster = xgb.train(
+        params,
+        xgb.DMatrix(matrix, label=labels.astype(np.float32), feature_names=list(names)),
+        num_boost_round=8,
+    )
+    metadata = ModelMetadata(
+        name=NAME, version=version, feature_names=names, review_threshold=0.5, block_threshold=0.9
+    )
+    return ModelBundle(booster=booster, metadata=metadata)
+
+
+@pytest.fixture(scope="module")
+def bundles() -> dict[str, ModelBundle]:
+    renamed = (*FEATURE_NAMES[:-1], "merchant_chargeback_rate_90d")
+    reordered = (FEATURE_NAMES[1], FEATURE_NAMES[0], *FEATURE_NAMES[2:])
+    return {
+        "serving": train("1"),
+        "good": train("2", quantile=0.8),
+        "other_features": train("2", names=renamed),
+        "reordered_features": train("2", names=reordered),
+        "constant_scores": train("2", min_child_weight=1e9),
+        "scores_outside_unit_interval": train("2", objective="reg:squarederror", label_scale=5.0),
+    }
+
+
+class InlineExecutor(Executor):
+    """Runs each job inside ``submit``: the loader's outcome is known when ``request`` returns."""
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+class FakeRegistry:
+    """A ``ModelSource``: local folders by path, ``models:/`` versions from a dict, and a
+    champion alias; records every call. ``gate`` holds loads until the test opens it."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.folders: dict[str, Path] = {}
+        self.champion: str | None = None
+        self.gate = gate
+        self.loads: list[str] = []
+        self.alias_calls = 0
+        self.load_threads: list[str] = []
+
+    def load(self, uri: str) -> ModelBundle:
+        self.loads.append(uri)
+        self.load_threads.append(threading.current_thread().name)
+        if self.gate is not None:
+            assert self.gate.wait(WAIT_SECONDS)
+        target = parse_model_uri(uri)
+        if isinstance(target, RegistryRef):
+            target = self.folders[str(target.version)]
+        return load_folder(target)
+
+    def alias_version(self, name: str, alias: str) -> str:
+        self.alias_calls += 1
+        if self.gate is not None:
+            assert self.gate.wait(WAIT_SECONDS)
+        if self.champion is None:
+            raise ConnectionError("registry unreachable")
+        return self.champion
+
+
+class Rig:
+    """A swapper serving version 1, with its own metrics registry."""
+
+    def __init__(
+        self,
+        serving: ModelBundle,
+        source: FakeRegistry | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.source = source or FakeRegistry()
+        self.swapper = ModelSwapper(
+            serving,
+            self.source,
+            create_swap_metrics(self.registry),
+            registry_model=NAME,
+            executor=executor if executor is not None else InlineExecutor(),
+        )
+
+    def count(self, result: str) -> float | None:
+        return self.registry.get_sample_value("fraudstream_model_swaps_total", {"result": result})
+
+    def counts(self) -> dict[str, float | None]:
+        return {result: self.count(result) for result in SWAP_RESULTS}
+
+
+def update(version: str, uri: str | Path) -> ModelUpdate:
+    return ModelUpdate(
+        model_name=NAME,
+        model_version=version,
+        model_uri=str(uri),
+        promoted_at=datetime(2025, 6, 1, tzinfo=UTC),
+    )
+
+
+def saved(bundle: ModelBundle, folder: Path) -> Path:
+    bundle.save(folder)
+    return folder
+
+
+def no_swaps() -> dict[str, float]:
+    return dict.fromkeys(SWAP_RESULTS, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The handover
+
+
+def test_a_good_update_is_handed_over_exactly_once(
+    bundles: dict[str, ModelBundle], tmp_path: Path
+) -> None:
+    rig = Rig(bundles["serving"])
+    rig.swapper.request(update("2", saved(bundles["good"], tmp_path / "v2")))
+
+    swapped = rig.swapper.take_ready()
+    assert swapped is not None
+    assert (swapped.metadata.name, swapped.metadata.version) == (NAME, "2")
+    canary = synthetic_canary()
+    assert np.array_equal(swapped.predict(canary), bundles["good"].predict(canary))
+    assert rig.swapper.take_ready() is None
+    assert rig.swapper.serving_version == (NAME, "2")
+    assert rig.counts() == {**no_swaps(), "success": 1.0}
+    assert rig.registry.get_sample_value("fraudstream_model_load_seconds_count") == 1.0
+
+
+def test_nothing_is_ready_before_any_update(bundles: dict[str, ModelBundle]) -> None:
+    rig = Rig(bundles["serving"])
+    assert rig.swapper.take_ready() is None
+    assert rig.counts() == no_swaps()
+
+
+def _corrupt_model(folder: Path) -> None:
+    (folder / "model.ubj").write_bytes(b"{this is not a booster")
+
+
+def _drop_metadata(folder: Path) -> None:
+    (folder / "metadata.json").unlink()
+
+
+def _add_pickle(folder: Path) -> None:
+    (folder / "model.pkl").write_bytes(b"\x80\x04\x95\x00")  # a pickle header, never loaded
+
+
+def _pickle_named_json(folder: Path) -> None:
+    (folder / "extra.json").write_bytes(b"\x80\x04\x95\x00")
+
+
+def _keep(folder: Path) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("bundle", "damage", "result", "reason"),
+    [
+        ("good", _corrupt_model, "load_failed", "cannot load model"),
+        ("good", _drop_metadata, "load_failed", "metadata.json"),
+        ("good", _add_pickle, "unsafe", "refusing model.pkl"),
+        ("good", _pickle_named_json, "unsafe", "extra.json: it is a pickle"),
+        ("other_features", _keep, "invalid", "unexpected=['merchant_chargeback_rate_90d']"),
+        ("reordered_features", _keep, "invalid", "different order"),
+        ("constant_scores", _keep, "invalid", "ignores its input"),
+        ("scores_outside_unit_interval", _keep, "invalid", "outside [0, 1]"),
+    ],
+)
+def test_a_bad_version_keeps_the_old_model_and_is_counted(
+    bundles: dict[str, ModelBundle],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    bundle: str,
+    damage: Callable[[Path], None],
+    result: str,
+    reason: str,
+) -> None:
+    folder = saved(bundles[bundle], tmp_path / "v2")
+    damage(folder)
+    rig = Rig(bundles["serving"])
+
+    rig.swapper.request(update("2", folder))
+
+    assert rig.swapper.take_ready() is None
+    assert rig.swapper.serving_version == (NAME, "1")
+    assert rig.counts() == {**no_swaps(), result: 1.0}
+    (line,) = [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING
+    ]
+    assert f"model={NAME} version=2 result={result}" in line
+    assert reason in line
+    assert "serving_version=1" in line
+
+
+def test_a_missing_folder_is_a_load_failure(
+    bundles: dict[str, ModelBundle], tmp_path: Path
+) -> None:
+    rig = Rig(bundles["serving"])
+    rig.swapper.request(update("2", tmp_path / "nowhere"))
+    assert rig.swapper.take_ready() is None
+    assert rig.counts() == {**no_swaps(), "load_failed": 1.0}
+
+
+def test_metadata_for_another_version_is_refused(
+    bundles: dict[str, ModelBundle], tmp_path: Path
+) -> None:
+    """The update says version 3 but the folder holds version 2: reporting it as 3 would lie."""
+    rig = Rig(bundles["serving"])
+    rig.swapper.request(update("3", saved(bundles["good"], tmp_path / "v2")))
+    assert rig.swapper.take_ready() is None
+    assert rig.counts() == {**no_swaps(), "invalid": 1.0}
+
+
+def test_after_a_failure_a_good_version_still_swaps(
+    bundles: dict[str, ModelBundle], tmp_path: Path
+) -> None:
+    rig = Rig(bundles["serving"])
+    rig.swapper.request(update("2", saved(bundles["other_features"], tmp_path / "bad")))
+    rig.swapper.request(update("3", saved(train("3", quantile=0.7), tmp_path / "v3")))
+    swapped = rig.swapper.take_ready()
+    assert swapped is not None and swapped.metadata.version == "3"
+    assert rig.counts() == {**no_swaps(), "invalid": 1.0, "success": 1.0}
+
+
+# ---------------------------------------------------------------------------------------------
+# What is not loaded
+
+
+def test_requesting_the_serving_version_is_a_no_op(bundles: dict[str, ModelBundle]) -> None:
+    rig = Rig(bundles["serving"])
+    rig.swapper.request(update("1", "models:/fraudstream-xgb/1"))
+    assert rig.source.loads == []
+    assert rig.swapper.take_ready() is None
+    assert rig.counts() == no_swaps()
+
+
+def test_a_staged_or_taken_version_is_not_loaded_again(
+    bundles: dict[str, ModelBundle], tmp_path: Path
+) -> None:
+    rig = Rig(bundles["serving"])
+    good = update("2", saved(bundles["good"], tmp_path / "v2"))
+    rig.swapper.request(good)
+    rig.swapper.request(good)  # staged, not yet taken
+    assert rig.swapper.take_ready() is not None
+    rig.swapper.request(good)  # now serving
+    assert rig.source.loads == [good.model_uri]
+    assert rig.swapper.take_ready() is None
+
+
+def test_concurrent_duplicate_requests_load_once(
+    bundles: dict[str, ModelBundle], tmp_path: Path
+) -> None:
+    gate = threading.Event()
+    source = FakeRegistry(gate)
+    with ThreadPoolExecutor(4) as executor:
+        rig = Rig(bundles["serving"], source, executor)
+        good = update("2", saved(bundles["good"], tmp_path / "v2"))
+        callers = 8
+        barrier = threading.Barrier(callers)
+
+        def call() -> None:
+            barrier.wait(WAIT_SECONDS)
+            rig.swapper.request(good)
+
+        threads = [threading.Thread(target=call) for _ in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT_SECONDS)
+        assert rig.swapper.take_ready() is None  # still loading: the gate is closed
+        gate.set()
+        assert rig.swapper.wait_idle(WAIT_SECONDS)
+
+    assert source.loads == [good.model_uri]
+    assert rig.swapper.take_ready() is not None
+    assert rig.swapper.take_ready() is None
+    assert rig.counts() == {**no_swaps(), "success": 1.0}
+
+
+def test_the_default_loader_runs_off_the_calling_thread(
+    bundles: dict[str, ModelBundle], tmp_path: Path
+) -> None:
+    source = FakeRegistry()
+    swapper = ModelSwapper(bundles["serving"], source, create_swap_metrics())
+    try:
+        swapper.request(update("2", saved(bundles["good"], tmp_path / "v2")))
+        assert swapper.wait_idle(WAIT_SECONDS)
+        swapped = swapper.take_ready()
+    finally:
+        swapper.close()
+    assert swapped is not None and swapped.metadata.version == "2"
+    assert len(source.load_threads) == 1
+    assert source.load_threads[0].startswith("model-swap")
+
+
+def test_a_request_after_close_is_dropped_quietly(bundles: dict[str, ModelBundle]) -> None:
+    swapper = ModelSwapper(bundles["serving"], FakeRegistry(), create_swap_metrics())
+    swapper.close()
+    swapper.request(update("2", "models:/fraudstream-xgb/2"))
+    assert swapper.wait_idle(WAIT_SECONDS)
+    assert swapper.take_ready() is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry polling
+
+
+@pytest.fixture
+def registry(bundles: dict[str, ModelBundle], tmp_path: Path) -> FakeRegistry:
+    source = FakeRegistry()
+    source.folders = {
+        "1": saved(bundles["serving"], tmp_path / "v1"),
+        "2": saved(bundles["good"], tmp_path / "v2"),
+        "3": saved(train("3", names=(*FEATURE_NAMES[:-1], "renamed")), tmp_path / "v3"),
+    }
+    return source
+
+
+def test_poll_loads_the_champion_once_it_moves(
+    bundles: dict[str, ModelBundle], registry: FakeRegistry
+) -> None:
+    rig = Rig(bundles["serving"], registry)
+    registry.champion = "1"
+    rig.swapper.poll_registry()
+    assert registry.loads == []
+
+    registry.champion = "2"
+    rig.swapper.poll_registry()
+    swapped = rig.swapper.take_ready()
+    assert swapped is not None and swapped.metadata.version == "2"
+    assert registry.loads == ["models:/fraudstream-xgb/2"]
+    rig.swapper.poll_registry()
+    assert registry.loads == ["models:/fraudstream-xgb/2"]
+    assert rig.counts() == {**no_swaps(), "success": 1.0}
+
+
+def test_an_unreachable_registry_keeps_the_model_and_counts(
+    bundles: dict[str, ModelBundle], registry: FakeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = Rig(bundles["serving"], registry)
+    rig.swapper.poll_registry()  # champion None: the fake raises ConnectionError
+    rig.swapper.poll_registry()  # each poll tries again
+    assert rig.swapper.take_ready() is None
+    assert rig.counts() == {**no_swaps(), "load_failed": 2.0}
+    warnings = [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING
+    ]
+    assert len(warnings) == 2
+    assert "version=@champion result=load_failed" in warnings[0]
+    assert 'reason="ConnectionError: registry unreachable"' in warnings[0]
+
+
+def test_poll_does_not_retry_a_refused_version_but_a_request_does(
+    bundles: dict[str, ModelBundle], registry: FakeRegistry
+) -> None:
+    rig = Rig(bundles["serving"], registry)
+    registry.champion = "3"
+    rig.swapper.poll_registry()
+    rig.swapper.poll_registry()
+    assert registry.loads == ["models:/fraudstream-xgb/3"]
+    rig.swapper.request(update("3", "models:/fraudstream-xgb/3"))
+    assert len(registry.loads) == 2
+    assert rig.counts() == {**no_swaps(), "invalid": 2.0}
+
+
+def test_overlapping_polls_resolve_the_alias_once(
+    bundles: dict[str, ModelBundle], registry: FakeRegistry
+) -> None:
+    gate = threading.Event()
+    registry.gate, registry.champion = gate, "1"
+    with ThreadPoolExecutor(2) as executor:
+        rig = Rig(bundles["serving"], registry, executor)
+        rig.swapper.poll_registry()
+        rig.swapper.poll_registry()  # the first is still waiting on the registry
+        gate.set()
+        assert rig.swapper.wait_idle(WAIT_SECONDS)
+    assert registry.alias_calls == 1
+
+
+def test_without_a_registry_model_polling_does_nothing(
+    bundles: dict[str, ModelBundle], registry: FakeRegistry
+) -> None:
+    swapper = ModelSwapper(
+        bundles["serving"], registry, create_swap_metrics(), executor=InlineExecutor()
+    )
+    swapper.poll_registry()
+    assert registry.alias_calls == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure parts: canary checks and URIs
+
+
+@pytest.mark.parametrize(
+    ("scores", "problem"),
+    [
+        (np.array([0.1, 0.5, 0.9]), None),
+        (np.array([0.0, 1.0, 1.0]), None),
+        (np.array([0.2, 0.2, 0.2]), "all 0.2"),
+        (np.array([0.1, np.nan, 0.9]), "not all finite"),
+        (np.array([0.1, np.inf, 0.9]), "not all finite"),
+        (np.array([-0.1, 0.5, 0.9]), "outside [0, 1]"),
+        (np.array([0.1, 0.5, 1.5]), "outside [0, 1]"),
+        (np.array([[0.1, 0.9], [0.5, 0.5], [0.9, 0.1]]), "shape (3, 2)"),
+        (np.array([0.1, 0.9]), "shape (2,)"),
+    ],
+)
+def test_canary_problem(scores: npt.NDArray[np.float64], problem: str | None) -> None:
+    found = canary_problem(scores.astype(np.float32), rows=3)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found
+
+
+def test_score_correlation() -> None:
+    scores = np.array([0.1, 0.4, 0.2, 0.9], dtype=np.float32)
+    assert score_correlation(scores, scores) == pytest.approx(1.0)
+    assert score_correlation(scores, 1 - scores) == pytest.approx(-1.0)
+    assert score_correlation(scores, np.full(4, 0.3, dtype=np.float32)) is None
+
+
+def test_the_synthetic_canary_is_seeded_and_realistic() -> None:
+    canary = synthetic_canary()
+    assert canary.shape == (CANARY_ROWS, len(FEATURE_NAMES))
+    assert canary.dtype == np.float32
+    assert np.isfinite(canary).all()
+    assert np.array_equal(canary, synthetic_canary())
+    assert not np.array_equal(canary, synthetic_canary(seed=1))
+    # Repeat customers: history features are populated, not just first-transaction defaults.
+    assert (canary[:, FEATURE_NAMES.index("cust_txn_count_24h")] > 0).sum() > CANARY_ROWS // 2
+    assert len(np.unique(canary[:, SIGNAL])) > CANARY_ROWS * 0.9
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("models:/fraudstream-xgb/12", RegistryRef("fraudstream-xgb", version="12")),
+        ("models:/fraudstream-xgb@champion", RegistryRef("fraudstream-xgb", alias="champion")),
+        ("models:/team/fraud@v2-candidate", RegistryRef("team/fraud", alias="v2-candidate")),
+        ("/srv/models/champion", Path("/srv/models/champion")),
+        ("relative/folder", Path("relative/folder")),
+        ("file:///srv/models/a%20b", Path("/srv/models/a b")),
+    ],
+)
+def test_parse_model_uri(uri: str, expected: RegistryRef | Path) -> None:
+    assert parse_model_uri(uri) == expected
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "models:/fraudstream-xgb",
+        "models:/fraudstream-xgb/latest",
+        "models:/@champion",
+        "runs:/abc/model",
+        "s3://bucket/model",
+    ],
+)
+def test_unsupported_model_uris_are_refused(uri: str) -> None:
+    with pytest.raises(ModelLoadError):
+        parse_model_uri(uri)
+
+
+def test_a_store_without_registry_refuses_registry_uris() -> None:
+    with pytest.raises(ModelLoadError, match="no MLflow tracking URI"):
+        ModelStore(None).load("models:/fraudstream-xgb/1")
