@@ -56,7 +56,7 @@ format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: venv up ## run the benchmarks under bench/
+bench: venv up model ## run the benchmarks under bench/
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 lock: ## re-pin constraints.txt from a fresh resolution of pyproject.toml

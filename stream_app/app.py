@@ -115,10 +115,13 @@ def _add_readers(app: faust.App, settings: Settings, parts: WorkerParts) -> None
 
     @app.timer(interval=READERS_DRAIN_SECONDS)  # type: ignore[untyped-decorator]  # as above
     async def drain_readers() -> None:
-        # Between batches too, so merchant risk and model updates move when traffic is quiet.
+        # Also when traffic is quiet, so merchant risk and the model in service stay current.
+        # Safe between batches by construction: a batch is scored synchronously, so this
+        # can only run before a batch's scoring starts or after it has ended.
         parts.scorer.apply_labels(parts.labels.drain())
         for update in parts.model_updates.drain():
             parts.swapper.request(update)
+        _swap_if_ready(parts, settings)
 
     if settings.worker.model_poll_seconds > 0:
 

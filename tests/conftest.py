@@ -99,7 +99,12 @@ WorkerFactory = Callable[..., WorkerProcess]
 def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(topics: TopicNames, model_path: Path, **worker: str) -> WorkerProcess:
+    def start(
+        topics: TopicNames,
+        model_path: Path,
+        extra_env: dict[str, str] | None = None,
+        **worker: str,
+    ) -> WorkerProcess:
         port = free_port()
         options = {
             "app_id": f"test-worker-{uuid.uuid4().hex[:8]}",
@@ -109,7 +114,7 @@ def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..
             "model_poll_seconds": "0",  # no registry in these tests unless one asks for it
             **worker,
         }
-        env = settings_env(kafka_bootstrap, topics, **options)
+        env = {**settings_env(kafka_bootstrap, topics, **options), **(extra_env or {})}
         process = WorkerProcess(env, port, tmp_path / f"worker-{len(started)}.log")
         started.append(process)
         return process

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 
+from producers.simulator import SimulatorConfig, generate_history
+from stream_app.features import FEATURE_NAMES, offline_features
 from stream_app.schemas import Label, Transaction, Verdict
 from stream_app.settings import TopicNames
 from tests.conftest import WorkerFactory
 from tests.integration.worker_helpers import metric, produce, started_worker
-from tests.kafka_helpers import consume_all, wait_until
+from tests.kafka_helpers import (
+    consume_all,
+    create_topics,
+    delete_topics,
+    unique_topics,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +47,12 @@ def send(bootstrap: str, topic: str, transactions: list[Transaction]) -> None:
     produce(bootstrap, topic, [(t.customer_id.encode(), t.to_bytes()) for t in transactions])
 
 
-def verdicts(bootstrap: str, topics: TopicNames, count: int) -> dict[str, Verdict]:
-    messages = consume_all(bootstrap, topics.scores, lambda m: len(m) >= count, timeout=90)
+def verdicts(
+    bootstrap: str, topics: TopicNames, count: int, partitions: int = 3
+) -> dict[str, Verdict]:
+    messages = consume_all(
+        bootstrap, topics.scores, lambda m: len(m) >= count, timeout=120, partitions=partitions
+    )
     parsed = [Verdict.model_validate_json(m.value() or b"") for m in messages]
     assert len(parsed) == count, "every transaction scored exactly once"
     return {v.transaction_id: v for v in parsed}
@@ -101,3 +116,37 @@ def test_labels_feed_merchant_risk(
     assert verdict.features["merchant_labels_7d"] == 4
     assert verdict.features["merchant_frauds_7d"] == 3
     assert verdict.features["merchant_fraud_rate_7d"] == 0.75
+
+
+def test_online_features_equal_offline_on_a_replayed_history(
+    kafka_bootstrap: str, worker_factory: WorkerFactory, trained_model_dir: Path
+) -> None:
+    """The worker's features for a simulated history equal training's offline features.
+
+    One partition, so the worker sees every merchant's transactions in time order, as the
+    offline computation does (with several, merchant volume is per worker; see the README).
+    """
+    topics = unique_topics("parity")
+    create_topics(kafka_bootstrap, topics, partitions=1)
+    try:
+        config = SimulatorConfig(
+            seed=17, n_customers=150, n_merchants=450, start=datetime(2026, 1, 5, tzinfo=UTC)
+        )
+        history, _ = generate_history(config, days=4)
+        transactions = [Transaction.model_validate(row) for row in wire_rows(history)]
+        single = {"FRAUDSTREAM_KAFKA__PARTITIONS": "1"}
+        started_worker(worker_factory, topics, trained_model_dir, extra_env=single)
+        send(kafka_bootstrap, topics.transactions, transactions)
+        online = verdicts(kafka_bootstrap, topics, len(transactions), partitions=1)
+        expected = offline_features(history)
+        for row, transaction in zip(expected.itertuples(index=False), transactions, strict=True):
+            features = online[transaction.transaction_id].features
+            assert features is not None
+            assert [features[name] for name in FEATURE_NAMES] == list(row), transaction
+    finally:
+        delete_topics(kafka_bootstrap, topics)
+
+
+def wire_rows(history: pd.DataFrame) -> list[dict[Hashable, Any]]:
+    columns = [name for name in Transaction.model_fields if name in history.columns]
+    return history[columns].to_dict(orient="records")

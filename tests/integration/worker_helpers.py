@@ -43,9 +43,13 @@ def ready(worker: WorkerProcess) -> bool:
 
 
 def started_worker(
-    worker_factory: WorkerFactory, topics: TopicNames, model: Path, **worker_settings: str
+    worker_factory: WorkerFactory,
+    topics: TopicNames,
+    model: Path,
+    extra_env: dict[str, str] | None = None,
+    **worker_settings: str,
 ) -> WorkerProcess:
-    worker = worker_factory(topics, model, **worker_settings)
+    worker = worker_factory(topics, model, extra_env, **worker_settings)
     wait_until(lambda: ready(worker), timeout=90, what="worker ready (partitions assigned)")
     return worker
 
