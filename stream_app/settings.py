@@ -154,6 +154,38 @@ class WorkerSettings(Section):
     """Amount limit in US dollars above which a transaction goes at least to review."""
 
 
+class DriftSettings(Section):
+    """The drift monitor: windows over fraud-scores, the test, and when to ask for a retrain."""
+
+    app_id: str = "fraudstream-drift"
+    """Consumer group of the drift monitor."""
+    window_size: int = Field(default=5000, ge=100)
+    """Verdicts per window (a window also closes after window_seconds)."""
+    window_seconds: float = Field(default=300, gt=0)
+    """Longest a window stays open."""
+    drift_share_threshold: float = Field(default=0.3, gt=0, le=1)
+    """Share of drifted features above which a window counts as drifted."""
+    consecutive_windows: int = Field(default=3, ge=1)
+    """Drifted windows in a row that raise a retrain request."""
+    cooldown_seconds: float = Field(default=3600, ge=0)
+    """No new retrain request for this long after one."""
+    web_port: int = Field(default=6067, ge=1, le=65535)
+    """Port of the drift monitor's /metrics."""
+
+
+class TrainingSettings(Section):
+    """The training consumer: what it needs before it retrains."""
+
+    app_id: str = "fraudstream-trainer"
+    """Consumer group of the training consumer."""
+    history_days: int = Field(default=28, ge=1)
+    """Days of lake history a retrain uses."""
+    min_fraud_labels: int = Field(default=50, ge=1)
+    """Matured fraud labels needed before retraining."""
+    promotion_margin: float = Field(default=0.0, ge=0)
+    """Average precision a challenger must beat the champion by to be promoted."""
+
+
 class Settings(BaseSettings):
     """All settings; see the README's configuration table for every variable."""
 
@@ -165,3 +197,5 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = MlflowSettings()
     store: StoreSettings = StoreSettings()
     worker: WorkerSettings = WorkerSettings()
+    drift: DriftSettings = DriftSettings()
+    training: TrainingSettings = TrainingSettings()
