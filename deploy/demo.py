@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +32,7 @@ from stream_app.schemas import DeadLetter, Verdict
 from stream_app.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RECENT_VERDICTS = 2000
 MALFORMED = [b"not json", b'{"transaction_id": "demo-bad", "amount": -1}', b"\xff\xfe"]
 
 
@@ -44,7 +45,8 @@ class Tally:
     answered_ids: set[str] = field(default_factory=set)
     decisions: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
-    latencies_ms: list[float] = field(default_factory=list)
+    # The most recent verdicts only: the warm-up burst at the start is a backlog, not latency.
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_VERDICTS))
     models: Counter[str] = field(default_factory=Counter)
     last_alerts: list[Verdict] = field(default_factory=list)
 

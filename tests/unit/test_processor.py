@@ -124,3 +124,22 @@ def test_second_transaction_of_a_customer_in_one_batch_sees_the_first(scorer: Ba
     assert second.features["cust_amount_sum_1h"] == pytest.approx(
         first.features["amount_usd"], abs=0.005
     )
+
+
+def test_shadow_model_is_recorded_but_never_decides() -> None:
+    metrics = create_worker_metrics(CollectorRegistry())
+    champion = amount_model()
+    # The challenger's scores are recorded under its own version; decisions stay the champion's.
+    eager_metadata = champion.metadata.model_copy(update={"version": "shadow-1"})
+    eager = ModelBundle(booster=champion.booster, metadata=eager_metadata)
+    scorer = BatchScorer(champion, Thresholds(review=0.5, block=0.9), metrics, shadow=eager)
+    plain = BatchScorer(
+        champion, Thresholds(review=0.5, block=0.9), create_worker_metrics(CollectorRegistry())
+    )
+    records = [record(0, transaction("s1", "c1", 15.0)), record(1, transaction("s2", "c2", 1900.0))]
+    with_shadow = scorer.score_batch(records).verdicts
+    without = plain.score_batch(records).verdicts
+    assert [v.decision for v in with_shadow] == [v.decision for v in without]
+    assert [v.shadow_model_version for v in with_shadow] == ["shadow-1", "shadow-1"]
+    assert [v.shadow_score for v in with_shadow] == [v.score for v in without]
+    assert all(v.shadow_score is None for v in without)
