@@ -59,14 +59,19 @@ def top_reasons(
     """The features that pushed each row's score up the most (XGBoost ``pred_contribs``).
 
     Only positive contributions are reasons: a feature that lowered the score did not make the
-    transaction suspicious. Callers pass just the flagged rows, since contributions cost far
-    more than a prediction.
+    transaction suspicious. Callers pass just the flagged rows. The contributions are XGBoost's
+    approximate ones (Saabas: each split's change in expectation credited to its feature):
+    exact TreeSHAP took 75 ms for 50 rows of a 300-tree model on one thread, this takes about
+    1 ms. On the 300 highest-scored of 41,337 simulated transactions the top reason agreed with
+    TreeSHAP's for 87 % of rows (top-3 overlap 87 %). Exact values are a call away offline
+    (``pred_contribs=True`` alone) when an analyst needs them.
     """
     if len(features) == 0:
         return []
     names = bundle.metadata.feature_names
     matrix = xgb.DMatrix(features, feature_names=list(names))
-    contributions = bundle.booster.predict(matrix, pred_contribs=True)[:, :-1]  # drop bias
+    contributions = bundle.booster.predict(matrix, pred_contribs=True, approx_contribs=True)
+    contributions = contributions[:, :-1]  # the last column is the bias
     reasons: list[tuple[Reason, ...]] = []
     for row_features, row_contributions in zip(features, contributions, strict=True):
         order = np.argsort(-row_contributions)[:top]
