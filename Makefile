@@ -11,7 +11,7 @@ MODEL_DIR ?= .local/models/champion
 DURATION ?= 60
 RATE ?= 200
 
-.PHONY: help venv up down status model demo test test-unit lint format bench lock clean
+.PHONY: help venv up down status model demo test test-unit lint format bench lock clean prometheus check-config
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,7 +41,15 @@ model: $(MODEL_DIR)/model.ubj ## train a first model on simulated history if non
 demo: venv up model ## run the worker and the simulator for DURATION seconds and print a summary
 	$(BIN)/python deploy/demo.py --duration $(DURATION) --rate $(RATE) --model $(MODEL_DIR)
 
-test: venv up ## run every test (unit and integration, on the real broker)
+prometheus: ## install Debian's prometheus + promtool if missing (apt-get, needs root)
+	bash deploy/prometheus/install.sh
+
+check-config: prometheus ## promtool: scrape config, alert rules and the rules' unit tests
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/rules.yml
+	promtool test rules deploy/prometheus/rules_test.yml
+
+test: venv up prometheus ## run every test (unit and integration, on the real broker)
 	$(BIN)/pytest
 
 test-unit: venv ## run the tests that need no broker

@@ -7,8 +7,12 @@ with traffic (no customer or transaction ids): label values here come from small
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from stream_app.schemas import Decision
+from stream_app.validation import DeadLetterReason
 
 # Latency buckets from 1 ms to 10 s: the p99 budget is 50 ms, so resolution is finest there.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -35,7 +39,17 @@ class WorkerMetrics:
 
 def create_worker_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
     """Build the metric set on ``registry`` (a fresh one by default, so tests never collide)."""
-    registry = registry if registry is not None else CollectorRegistry()
+    metrics = _build(registry if registry is not None else CollectorRegistry())
+    # Every known label value exported at zero from the start: rate() and increase() then see
+    # the first dead letter (or block) of a kind, not only the second.
+    for decision in get_args(Decision):
+        metrics.decisions.labels(decision)
+    for reason in get_args(DeadLetterReason):
+        metrics.dead_letters.labels(reason)
+    return metrics
+
+
+def _build(registry: CollectorRegistry) -> WorkerMetrics:
     return WorkerMetrics(
         registry=registry,
         scored=Counter(
