@@ -1,8 +1,11 @@
-"""``fraudstream-train``: a first local model, training from the lake into MLflow, and backtests.
+"""``fraudstream-train``: a first local model, training from the lake into MLflow, backtests, and
+the two services of the retraining loop.
 
     fraudstream-train first-model             # simulate history, train, save .local/models/champion
     fraudstream-train train                   # lake -> train -> MLflow run, version, champion gate
     fraudstream-train backtest FILE.parquet   # rolling train / delay / test folds on any file
+    fraudstream-train lake-writer             # archive transactions + labels topics into the lake
+    fraudstream-train retrain-consumer        # retrain on each retrain-requests message, once
 
 Settings (store, MLflow, model folder) come from FRAUDSTREAM_* variables, read once here.
 """
@@ -12,7 +15,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
+from confluent_kafka import KafkaException
 from mlflow.exceptions import MlflowException
 from rich.console import Console
 from rich.logging import RichHandler
@@ -27,12 +33,15 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from stream_app.model import ModelBundle, ModelLoadError
+from stream_app.publisher import PublishError
 from stream_app.settings import Settings
 from stream_app.store import open_store
 from training.backtest import BacktestConfig, BacktestReport, read_labelled_file, run_backtest
 from training.dataset import SplitPlan, Splits, dataset_splits, load_lake, utc_timestamp
 from training.evaluate import CostModel
-from training.registry import PromotionPolicy, PublishResult, client_for, load_champion, publish
+from training.lake_writer import run_lake_writer
+from training.registry import PromotionPolicy, PublishResult, client_for, load_champion
+from training.retrain_consumer import TrainingJob, run_retrain_consumer, train_and_publish
 from training.train import TrainConfig, train_model
 
 logger = logging.getLogger(__name__)
@@ -134,6 +143,50 @@ def _backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     parser.set_defaults(handler=backtest)
 
 
+def _add_idle_exit(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--exit-when-idle",
+        type=float,
+        metavar="SECONDS",
+        help=f"exit once {what} for this long (default: run until Ctrl-C or SIGTERM)",
+    )
+
+
+def _lake_writer_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "lake-writer",
+        help="archive the transactions and labels topics into the lake (a long-running service)",
+        description=(
+            "Consume the transactions and labels topics (consumer group "
+            "FRAUDSTREAM_TRAINING__LAKE_WRITER_APP_ID) and write them to the object store as "
+            "Parquet under lake/<table>/date=YYYY-MM-DD/, the layout `train` reads. Offsets are "
+            "committed after the parts are written; a replay rewrites the same parts. Parts are "
+            "written every FRAUDSTREAM_TRAINING__LAKE_FLUSH_ROWS rows per partition or "
+            "FRAUDSTREAM_TRAINING__LAKE_FLUSH_SECONDS seconds, and on exit."
+        ),
+    )
+    _add_idle_exit(parser, "no message has arrived")
+    parser.set_defaults(handler=lake_writer)
+
+
+def _retrain_consumer_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    parser = commands.add_parser(
+        "retrain-consumer",
+        help="retrain once per retrain-requests message, one at a time (a long-running service)",
+        description=(
+            "Consume retrain-requests (consumer group FRAUDSTREAM_TRAINING__APP_ID). Each request "
+            "waits until FRAUDSTREAM_TRAINING__MIN_FRAUD_LABELS fraud labels of transactions since "
+            "its drift window began are in the lake, then trains on the lake like `train`, gates "
+            "against the champion, and announces a promotion on model-updates. Handled requests "
+            "are recorded under training/requests/ in the object store: a repeat is skipped."
+        ),
+    )
+    _add_idle_exit(parser, "no request is queued or running and none has arrived")
+    parser.set_defaults(handler=retrain_consumer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fraudstream-train", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -143,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     _first_model_parser(commands)
     _train_parser(commands)
     _backtest_parser(commands)
+    _lake_writer_parser(commands)
+    _retrain_consumer_parser(commands)
     return parser
 
 
@@ -270,46 +325,39 @@ def _legit_after(days: float | None) -> timedelta | None:
     return None if days is None else timedelta(days=days)
 
 
-def train_from_lake(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
-    as_of = _as_of(args.as_of)
+def _training_job(args: argparse.Namespace, settings: Settings) -> TrainingJob:
     plan = SplitPlan(
         validation_days=args.validation_days,
         test_days=args.test_days,
         gap_days=args.gap_days,
         unlabelled_legit_after=_legit_after(args.unlabelled_legit_after_days),
     )
-    policy = PromotionPolicy(margin=args.margin, champion_alias=settings.mlflow.champion_alias)
+    return TrainingJob(
+        experiment=settings.mlflow.experiment,
+        model_name=settings.mlflow.model_name,
+        plan=plan,
+        config=_train_config(args),
+        policy=PromotionPolicy(margin=args.margin, champion_alias=settings.mlflow.champion_alias),
+        costs=_costs(args),
+    )
+
+
+def train_from_lake(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
+    as_of = _as_of(args.as_of)
+    job = _training_job(args, settings)
     client = client_for(settings.mlflow.tracking_uri)
     with _steps(ui.err) as step:
         step(f"reading the lake up to {as_of.isoformat()}")
         transactions, labels = load_lake(open_store(settings.store), as_of, args.history_days)
         step(f"features for {len(transactions):,} transactions")
-        splits = dataset_splits(transactions, labels, as_of, plan)
-        step("training")
-        config = _train_config(args)
-        bundle = train_model(
-            splits, config=config, costs=_costs(args), name=settings.mlflow.model_name
-        )
-        step(f"logging to {settings.mlflow.tracking_uri}")
-        params = {**config.as_params(), "as_of": as_of.isoformat(), "margin": args.margin}
-        result = publish(
-            client,
-            experiment=settings.mlflow.experiment,
-            name=settings.mlflow.model_name,
-            bundle=bundle,
-            splits=splits,
-            params=params,
-            policy=policy,
-            seed=args.seed,
-        )
-        if result.promoted and args.export:
+        splits = dataset_splits(transactions, labels, as_of, job.plan)
+        run = train_and_publish(client, job, splits, as_of, step=step)
+        if run.result.promoted and args.export:
             step(f"exporting the new champion to {args.export}")
-            load_champion(client, settings.mlflow.model_name, policy.champion_alias).save(
-                args.export
-            )
-    title = f"{settings.mlflow.model_name} version {result.version}"
-    ui.out.print(_model_table(bundle, splits, title))
-    ui.out.print(_gate_line(result, policy))
+            load_champion(client, job.model_name, job.policy.champion_alias).save(args.export)
+    title = f"{job.model_name} version {run.result.version}"
+    ui.out.print(_model_table(run.bundle, splits, title))
+    ui.out.print(_gate_line(run.result, job.policy))
     return 0
 
 
@@ -353,6 +401,35 @@ def backtest(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
     return 0
 
 
+def _stop_on_signals() -> threading.Event:
+    """Ctrl-C and SIGTERM ask a service to finish its current work and exit cleanly."""
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    return stop
+
+
+def lake_writer(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
+    stop = _stop_on_signals()
+    store = open_store(settings.store)
+    logger.info("archiving into %s", store.uri())
+    stats = run_lake_writer(settings.kafka, settings.training, store, stop, args.exit_when_idle)
+    ui.out.print(
+        f"archived {stats.rows:,} rows in {stats.parts:,} parts to {store.uri()}; "
+        f"{stats.invalid:,} invalid messages skipped"
+    )
+    return 0
+
+
+def retrain_consumer(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
+    stats = run_retrain_consumer(settings, _stop_on_signals(), args.exit_when_idle)
+    ui.out.print(
+        f"handled {stats.handled} requests ({stats.duplicates} repeats skipped); "
+        f"{stats.invalid} invalid messages skipped"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Entry point
 
@@ -371,7 +448,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     try:
         code: int = args.handler(args, settings, ui)
-    except (ValueError, OSError, ModelLoadError, MlflowException) as error:
+    except (
+        ValueError,
+        OSError,
+        ModelLoadError,
+        MlflowException,
+        KafkaException,
+        PublishError,
+    ) as error:
         ui.err.print(f"[red]fraudstream-train {args.command}: {error}[/red]")
         return 1
     return code
