@@ -158,32 +158,68 @@ class DriftSettings(Section):
     """The drift monitor: windows over fraud-scores, the test, and when to ask for a retrain."""
 
     app_id: str = "fraudstream-drift"
-    """Consumer group of the drift monitor."""
+    """Consumer group of the drift monitor (run one monitor per group: a window is one sample)."""
     window_size: int = Field(default=5000, ge=100)
     """Verdicts per window (a window also closes after window_seconds)."""
     window_seconds: float = Field(default=300, gt=0)
-    """Longest a window stays open."""
-    drift_share_threshold: float = Field(default=0.3, gt=0, le=1)
-    """Share of drifted features above which a window counts as drifted."""
+    """Longest a window stays open, in event time."""
+    min_window_rows: int = Field(default=1000, ge=1)
+    """A window due by time with fewer verdicts stays open until it has this many (PSI noise)."""
+    feature_threshold: float = Field(default=0.05, gt=0)
+    """PSI (over the reference's deciles or values) at or above which a feature has drifted."""
+    drift_share_threshold: float = Field(default=0.12, gt=0, le=1)
+    """Share of monitored features drifted at or above which a window counts as drifted."""
+    excluded_features: tuple[str, ...] = ("hour_of_day", "day_of_week", "is_weekend")
+    """Not checked (JSON list): calendar features always differ from a sample spanning days."""
     consecutive_windows: int = Field(default=3, ge=1)
     """Drifted windows in a row that raise a retrain request."""
     cooldown_seconds: float = Field(default=3600, ge=0)
-    """No new retrain request for this long after one."""
+    """No new retrain request for this long after one (windows are still checked)."""
+    auto_offset_reset: Literal["earliest", "latest"] = "latest"
+    """Where a new consumer group starts reading fraud-scores."""
+    reference_path: Path | None = None
+    """Reference sample (Parquet: features + score) to use instead of the champion's in MLflow."""
+    web_host: str = "127.0.0.1"
+    """Address the drift monitor's /metrics binds to."""
     web_port: int = Field(default=6067, ge=1, le=65535)
     """Port of the drift monitor's /metrics."""
+    log_level: str = "INFO"
+    """Python logging level of the drift monitor."""
 
 
 class TrainingSettings(Section):
-    """The training consumer: what it needs before it retrains."""
+    """The training consumer (retrains on request) and the lake writer (archives the topics)."""
 
     app_id: str = "fraudstream-trainer"
     """Consumer group of the training consumer."""
     history_days: int = Field(default=28, ge=1)
     """Days of lake history a retrain uses."""
     min_fraud_labels: int = Field(default=50, ge=1)
-    """Matured fraud labels needed before retraining."""
+    """Fraud labels, known now, of transactions since the drift window began, needed to retrain."""
     promotion_margin: float = Field(default=0.0, ge=0)
     """Average precision a challenger must beat the champion by to be promoted."""
+    validation_days: float = Field(default=4.0, gt=0)
+    """Days of the validation split (early stopping, decision thresholds)."""
+    test_days: float = Field(default=5.0, gt=0)
+    """Days of the test split: the holdout challenger and champion are compared on."""
+    gap_days: float = Field(default=3.0, ge=0)
+    """Days after each split left for its labels to arrive."""
+    num_boost_round: int = Field(default=300, ge=1)
+    """Most boosting rounds of a retrain (early stopping usually ends sooner)."""
+    nthread: int = Field(default=2, ge=1)
+    """XGBoost threads of a retrain."""
+    seed: int = Field(default=42, ge=0)
+    """Random seed of a retrain."""
+    retry_seconds: float = Field(default=300, gt=0)
+    """First wait before re-checking a request whose labels have not matured; it then doubles."""
+    retry_max_seconds: float = Field(default=3600, gt=0)
+    """Longest wait between two checks of a request that is not ready."""
+    lake_writer_app_id: str = "fraudstream-lake-writer"
+    """Consumer group of the lake writer."""
+    lake_flush_rows: int = Field(default=50_000, ge=1)
+    """Rows per topic-partition after which the lake writer writes a part."""
+    lake_flush_seconds: float = Field(default=60, gt=0)
+    """Longest the lake writer holds rows before writing them (and committing their offsets)."""
 
 
 class Settings(BaseSettings):
