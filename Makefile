@@ -11,7 +11,7 @@ MODEL_DIR ?= .local/models/champion
 DURATION ?= 60
 RATE ?= 200
 
-.PHONY: help venv up down status model demo test test-unit lint format bench lock clean prometheus check-config
+.PHONY: help venv up down status model demo test test-unit lint format bench lock clean prometheus check-config tools s3-up
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,7 @@ up: ## start the local Kafka broker (fetches the jars once) and create the topic
 
 down: ## stop the local services this project started
 	$(BROKER) stop
+	bash deploy/s3/s3proxy.sh stop
 
 status: ## is the local broker running?
 	$(BROKER) status
@@ -49,7 +50,14 @@ check-config: prometheus ## promtool: scrape config, alert rules and the rules' 
 	promtool check rules deploy/prometheus/rules.yml
 	promtool test rules deploy/prometheus/rules_test.yml
 
-test: venv up prometheus ## run every test (unit and integration, on the real broker)
+tools: ## actionlint (and terraform if missing) into .local/bin, for the deployment checks
+	bash deploy/tools/install-actionlint.sh
+	bash deploy/tools/install-terraform.sh
+
+s3-up: ## local S3-compatible server (s3proxy); eval "$$(deploy/s3/s3proxy.sh env)" to use it
+	bash deploy/s3/s3proxy.sh start
+
+test: venv up prometheus tools ## run every test (unit and integration, on the real broker)
 	$(BIN)/pytest
 
 test-unit: venv ## run the tests that need no broker
