@@ -47,6 +47,7 @@ prometheus: ## install Debian's prometheus + promtool if missing (apt-get, needs
 
 check-config: prometheus ## promtool: scrape config, alert rules and the rules' unit tests
 	promtool check config deploy/prometheus/prometheus.yml
+	promtool check config deploy/prometheus/compose.yml
 	promtool check rules deploy/prometheus/rules.yml
 	promtool test rules deploy/prometheus/rules_test.yml
 
