@@ -51,7 +51,7 @@ check-config: prometheus ## promtool: scrape config, alert rules and the rules' 
 	promtool check rules deploy/prometheus/rules.yml
 	promtool test rules deploy/prometheus/rules_test.yml
 
-tools: ## actionlint (and terraform if missing) into .local/bin, for the deployment checks
+tools: ## actionlint into .local/bin and a check for terraform, for the deployment checks
 	bash deploy/tools/install-actionlint.sh
 	bash deploy/tools/install-terraform.sh
 
