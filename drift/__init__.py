@@ -1,5 +1,13 @@
-"""Drift monitoring: windowed checks of the scored stream against the champion's reference sample.
+"""Drift monitoring: windows of the scored stream against the serving model's reference sample.
 
-Not built yet (see the drift issue): this package will consume ``fraud-scores``, run Evidently
-checks per window and publish retrain requests.
+The pure core, each part testable on its own:
+
+- :mod:`drift.windows`: cut verdicts into windows (by count or event time);
+- :mod:`drift.stats`: the per-feature statistic (PSI over the reference's deciles);
+- :mod:`drift.checks`: one window against the reference with Evidently, typed result and
+  HTML + JSON reports in the object store;
+- :mod:`drift.trigger`: consecutive drifted windows -> one retrain request, with a cooldown.
+
+The shell: :mod:`drift.reference` (the sample, from MLflow or a file), :mod:`drift.metrics`
+(Prometheus), :mod:`drift.monitor` (the Kafka loop) and :mod:`drift.cli` (``fraudstream-drift``).
 """
