@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROKER := bash deploy/kafka/broker.sh
 MODEL_DIR ?= .local/models/champion
-DURATION ?= 60
+DURATION ?= 180
 RATE ?= 200
 
 .PHONY: help venv up down status model demo test test-unit lint format bench lock clean prometheus check-config tools s3-up
@@ -39,8 +39,8 @@ $(MODEL_DIR)/model.ubj: | $(STAMP)
 
 model: $(MODEL_DIR)/model.ubj ## train a first model on simulated history if none exists
 
-demo: venv up model ## run the worker and the simulator for DURATION seconds and print a summary
-	$(BIN)/python deploy/demo.py --duration $(DURATION) --rate $(RATE) --model $(MODEL_DIR)
+demo: venv up ## the whole loop live: MLflow, worker, drift, lake writer, trainer, simulator with drift
+	$(BIN)/python deploy/demo.py --duration $(DURATION) --rate $(RATE)
 
 prometheus: ## install Debian's prometheus + promtool if missing (apt-get, needs root)
 	bash deploy/prometheus/install.sh
