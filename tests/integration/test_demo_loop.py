@@ -1,6 +1,6 @@
 """The demo end to end, headless, on fresh topics: the closed loop as ``make demo`` runs it.
 
-One seeded run (``deploy/demo.py --headless --json``, two simulated minutes at 150 tx/s, a
+One seeded run (``deploy/demo.py --headless --json``, two and a half minutes at 120 tx/s, a
 small population, the drift at a fixed live transaction), then the checks, each against what
 the run left behind rather than what the demo says about itself:
 
@@ -40,8 +40,8 @@ from training.retrain_consumer import REQUEST_PARAM
 pytestmark = pytest.mark.integration
 
 SEED = 42
-RATE = 150
-DURATION = 120  # 18,000 live transactions: about 10 simulated days for 1,800 customers
+RATE = 120
+DURATION = 150  # 18,000 live transactions: about 10 simulated days for 1,800 customers
 FRAUD_SCALE = 3  # enough labelled fraud in a small population to train and gate on
 DRIFT_AT_COUNT = 6300  # 3.5 simulated days into the live part: room for control windows
 DRIFT_SLACK = 10
