@@ -38,31 +38,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from producers import scenarios as sc
 from stream_app.geo import REGIONS
 from stream_app.schemas import MAX_AMOUNT, MAX_EVENT_AGE, Label, Transaction
+from stream_app.store import LABEL_COLUMNS, TRANSACTION_COLUMNS
 
 logger = logging.getLogger(__name__)
 
-TRANSACTION_COLUMNS: tuple[str, ...] = (
-    "transaction_id",
-    "customer_id",
-    "merchant_id",
-    "amount",
-    "currency",
-    "merchant_category",
-    "transaction_type",
-    "device_id",
-    "geo_location",
-    "timestamp",
-)
 GROUND_TRUTH_COLUMNS: tuple[str, ...] = ("is_fraud", "scenario")
-LABEL_COLUMNS: tuple[str, ...] = (
-    "transaction_id",
-    "is_fraud",
-    "labeled_at",
-    "source",
-    "customer_id",
-    "merchant_id",
-    "scenario",
-)
 FRAUD_LABEL_SOURCE = "chargeback"
 LEGIT_LABEL_SOURCE = "no_dispute"
 # Monday first; Friday and Saturday busiest, Sunday quietest. Mean 1.0.

@@ -16,15 +16,19 @@ from typing import Any, Literal, Protocol
 
 import pandas as pd
 
-from producers.simulator import TRANSACTION_COLUMNS, DayBatch
+from producers.simulator import DayBatch
 from stream_app.schemas import Label, Transaction
 from stream_app.settings import KafkaSettings
-from stream_app.store import ObjectStore, write_parquet
+from stream_app.store import (
+    LAKE_LABELS,
+    LAKE_TRANSACTIONS,
+    TRANSACTION_COLUMNS,
+    ObjectStore,
+    lake_key,
+    write_parquet,
+)
 
 logger = logging.getLogger(__name__)
-
-LAKE_TRANSACTIONS = "lake/transactions"
-LAKE_LABELS = "lake/labels"
 
 
 class DeliveryError(RuntimeError):
@@ -158,10 +162,6 @@ def _confluent_producer(config: dict[str, Any]) -> Producer:
 
     producer: Producer = ConfluentProducer(config)
     return producer
-
-
-def lake_key(table: str, date: str, part: str) -> str:
-    return f"{table}/date={date}/{part}.parquet"
 
 
 class LakeSink:

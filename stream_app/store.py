@@ -26,6 +26,38 @@ from stream_app.settings import StoreSettings
 S3_SCHEME = "s3://"
 FILE_SCHEME = "file://"
 
+# --- the lake's layout, shared by its writers (the simulator, the lake writer) and readers ---
+
+LAKE_TRANSACTIONS = "lake/transactions"
+LAKE_LABELS = "lake/labels"
+# Parquet column order of each table (the simulator's ground truth columns come after these).
+TRANSACTION_COLUMNS: tuple[str, ...] = (
+    "transaction_id",
+    "customer_id",
+    "merchant_id",
+    "amount",
+    "currency",
+    "merchant_category",
+    "transaction_type",
+    "device_id",
+    "geo_location",
+    "timestamp",
+)
+LABEL_COLUMNS: tuple[str, ...] = (
+    "transaction_id",
+    "is_fraud",
+    "labeled_at",
+    "source",
+    "customer_id",
+    "merchant_id",
+    "scenario",
+)
+
+
+def lake_key(table: str, date: str, part: str) -> str:
+    """One Parquet object per table, event date and writer part: Hive-style date partitions."""
+    return f"{table}/date={date}/{part}.parquet"
+
 
 class ObjectNotFoundError(FileNotFoundError):
     """The key does not exist in the store (same exception for every backend)."""

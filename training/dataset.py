@@ -31,7 +31,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from stream_app.features import FEATURE_NAMES, offline_features
-from stream_app.store import ObjectStore, read_parquet_prefix
+from stream_app.store import LAKE_LABELS, LAKE_TRANSACTIONS, ObjectStore, read_parquet_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,6 @@ LABELED_AT = "labeled_at"
 CONTEXT_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "timestamp", "amount")
 # The simulator ships ground truth next to each transaction; it must never reach the features.
 GROUND_TRUTH_COLUMNS = ("is_fraud", "scenario")
-TRANSACTIONS_PREFIX = "lake/transactions"
-LABELS_PREFIX = "lake/labels"
 
 
 def utc_timestamp(value: pd.Timestamp | str) -> pd.Timestamp:
@@ -266,12 +264,12 @@ def load_lake(
     """
     cut_off = utc_timestamp(as_of)
     first_day = (cut_off - pd.Timedelta(days=history_days)).date()
-    transactions = _read_partitions(store, TRANSACTIONS_PREFIX, _dates(first_day, cut_off.date()))
+    transactions = _read_partitions(store, LAKE_TRANSACTIONS, _dates(first_day, cut_off.date()))
     stamps = pd.to_datetime(transactions["timestamp"], utc=True)
     transactions = transactions[stamps <= cut_off]
     first_label_day = first_day - timedelta(days=history_days)
     label_days = _dates(first_label_day, cut_off.date())
-    labels = known_labels(_read_partitions(store, LABELS_PREFIX, label_days), cut_off)
+    labels = known_labels(_read_partitions(store, LAKE_LABELS, label_days), cut_off)
     logger.info(
         "lake as_of=%s transactions=%d labels=%d",
         cut_off.isoformat(),

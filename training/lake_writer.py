@@ -38,43 +38,23 @@ from pydantic import BaseModel, ValidationError
 
 from stream_app.schemas import Label, Transaction
 from stream_app.settings import KafkaSettings, TrainingSettings
-from stream_app.store import ObjectNotFoundError, ObjectStore, write_parquet
-from training.dataset import LABELS_PREFIX, TRANSACTIONS_PREFIX
+from stream_app.store import (
+    LABEL_COLUMNS,
+    LAKE_LABELS,
+    LAKE_TRANSACTIONS,
+    TRANSACTION_COLUMNS,
+    ObjectNotFoundError,
+    ObjectStore,
+    lake_key,
+    write_parquet,
+)
 
 logger = logging.getLogger(__name__)
 
-# Column order of producers.simulator.TRANSACTION_COLUMNS / LABEL_COLUMNS (training may not
-# import producers); a unit test holds the two writers to the same Parquet schema.
-TRANSACTION_COLUMNS: tuple[str, ...] = (
-    "transaction_id",
-    "customer_id",
-    "merchant_id",
-    "amount",
-    "currency",
-    "merchant_category",
-    "transaction_type",
-    "device_id",
-    "geo_location",
-    "timestamp",
-)
-LABEL_COLUMNS: tuple[str, ...] = (
-    "transaction_id",
-    "is_fraud",
-    "labeled_at",
-    "source",
-    "customer_id",
-    "merchant_id",
-    "scenario",
-)
 INTENT_PREFIX = "lake/_writer"
 OFFSET_DIGITS = 12  # zero-padded, so key order is offset order
 POLL_SECONDS = 0.5
 CONSUME_BATCH = 1000
-
-
-def lake_key(table: str, date: str, part: str) -> str:
-    """As ``producers.sinks.lake_key``; repeated because training does not import producers."""
-    return f"{table}/date={date}/{part}.parquet"
 
 
 def part_name(topic: str, partition: int, first: int, last: int) -> str:
@@ -105,8 +85,8 @@ class LakeTable:
         return frame.assign(**{self.time_column: pd.to_datetime(frame[self.time_column], utc=True)})
 
 
-TRANSACTIONS_TABLE = LakeTable(TRANSACTIONS_PREFIX, Transaction, TRANSACTION_COLUMNS, "timestamp")
-LABELS_TABLE = LakeTable(LABELS_PREFIX, Label, LABEL_COLUMNS, "labeled_at")
+TRANSACTIONS_TABLE = LakeTable(LAKE_TRANSACTIONS, Transaction, TRANSACTION_COLUMNS, "timestamp")
+LABELS_TABLE = LakeTable(LAKE_LABELS, Label, LABEL_COLUMNS, "labeled_at")
 
 
 def tables_for(kafka: KafkaSettings) -> dict[str, LakeTable]:

@@ -12,25 +12,19 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from producers.simulator import LABEL_COLUMNS as SIMULATOR_LABEL_COLUMNS
-from producers.simulator import TRANSACTION_COLUMNS as SIMULATOR_TRANSACTION_COLUMNS
 from producers.simulator import Simulator, SimulatorConfig
 from producers.sinks import LakeSink
-from producers.sinks import lake_key as simulator_lake_key
 from stream_app.schemas import Label, Transaction
 from stream_app.settings import KafkaSettings
-from stream_app.store import LocalStore, ObjectStore
+from stream_app.store import LocalStore, ObjectStore, lake_key
 from training.dataset import load_lake
 from training.lake_writer import (
-    LABEL_COLUMNS,
-    TRANSACTION_COLUMNS,
     FlushPolicy,
     LakeTable,
     LakeWriter,
     PartitionBuffer,
     Position,
     intent_key,
-    lake_key,
     part_name,
     tables_for,
 )
@@ -139,8 +133,8 @@ def test_part_names_carry_topic_partition_and_padded_offsets_so_key_order_is_off
     assert part_name("transactions", 2, 1200, 1999) == "transactions-2-000000001200-000000001999"
     early, late = part_name("t", 0, 9, 99), part_name("t", 0, 100, 150)
     assert sorted([late, early]) == [early, late]
-    assert lake_key("lake/labels", "2025-03-01", "p") == simulator_lake_key(
-        "lake/labels", "2025-03-01", "p"
+    assert lake_key("lake/labels", "2025-03-01", part_name("labels", 0, 1, 2)) == (
+        "lake/labels/date=2025-03-01/labels-0-000000000001-000000000002.parquet"
     )
     assert intent_key("transactions", 2) == "lake/_writer/transactions/2.json"
 
@@ -163,11 +157,6 @@ def test_flush_policy_fires_on_rows_or_age_and_replays_only_at_the_recorded_end(
 
 
 # --- layout -------------------------------------------------------------------------------------
-
-
-def test_column_lists_match_the_simulator() -> None:
-    assert TRANSACTION_COLUMNS == SIMULATOR_TRANSACTION_COLUMNS
-    assert LABEL_COLUMNS == SIMULATOR_LABEL_COLUMNS
 
 
 def wire_messages(frame: pd.DataFrame, table: LakeTable, topic: str) -> list[FakeRecord]:

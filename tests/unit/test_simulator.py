@@ -21,8 +21,6 @@ from producers.scenarios import (
     LEGIT,
 )
 from producers.simulator import (
-    LABEL_COLUMNS,
-    TRANSACTION_COLUMNS,
     DriftEvent,
     DriftSchedule,
     FraudRates,
@@ -46,6 +44,7 @@ from stream_app.geo import (
 )
 from stream_app.schemas import Label, Transaction
 from stream_app.settings import KafkaSettings
+from stream_app.store import LABEL_COLUMNS, TRANSACTION_COLUMNS
 
 pytestmark = pytest.mark.unit
 

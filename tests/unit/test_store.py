@@ -8,14 +8,16 @@ import pandas as pd
 import pytest
 
 from producers.simulator import (
-    TRANSACTION_COLUMNS,
     Simulator,
     SimulatorConfig,
     generate_history,
 )
-from producers.sinks import LAKE_LABELS, LAKE_TRANSACTIONS, LakeSink
+from producers.sinks import LakeSink
 from stream_app.settings import StoreSettings
 from stream_app.store import (
+    LAKE_LABELS,
+    LAKE_TRANSACTIONS,
+    TRANSACTION_COLUMNS,
     LocalStore,
     ObjectNotFoundError,
     S3Store,
