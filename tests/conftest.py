@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,6 +19,7 @@ from tests.kafka_helpers import (
     session_broker,
     unique_topics,
 )
+from tests.processes import LoggedProcess, free_port
 
 
 @pytest.fixture(scope="session")
@@ -34,13 +34,6 @@ def topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[Top
     create_topics(kafka_bootstrap, names)
     yield names
     delete_topics(kafka_bootstrap, names)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def settings_env(bootstrap: str, topics: TopicNames, **worker: str) -> dict[str, str]:
@@ -58,38 +51,16 @@ def settings_env(bootstrap: str, topics: TopicNames, **worker: str) -> dict[str,
     return env
 
 
-class WorkerProcess:
+class WorkerProcess(LoggedProcess):
     """A real ``fraudstream-worker`` process, as users run it."""
 
     def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
+        super().__init__([sys.executable, "-m", "stream_app.worker"], log_path, env, REPO_ROOT)
         self.port = port
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream_app.worker"],
-            env=env,
-            cwd=REPO_ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        self._log.close()
-        return self.process.returncode
 
 
 WorkerFactory = Callable[..., WorkerProcess]

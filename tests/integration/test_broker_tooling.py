@@ -7,7 +7,6 @@ it shares the jar folder with it (KAFKA_LIBS) instead of downloading them again.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from stream_app.settings import TopicNames
+from tests.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -54,13 +54,6 @@ class LocalBroker:
         return int((self.state_dir / "broker.pid").read_text().strip())
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _is_running(pid: int) -> bool:
     """False once the process is gone or a zombie: PID 1 in some containers never reaps orphans."""
     try:
@@ -86,7 +79,7 @@ def _broker_env(state_dir: Path, kafka_port: int, controller_port: int) -> dict[
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
     state_dir = tmp_path_factory.mktemp("kafka")
-    kafka_port, controller_port = _free_port(), _free_port()
+    kafka_port, controller_port = free_port(), free_port()
     local = LocalBroker(
         env=_broker_env(state_dir, kafka_port, controller_port),
         state_dir=state_dir,

@@ -17,7 +17,8 @@ from stream_app.model import ModelBundle
 from stream_app.model_store import ModelStore, client_for, load_champion
 from stream_app.model_swap import SWAP_RESULTS, ModelSwapper, create_swap_metrics, synthetic_canary
 from stream_app.schemas import ModelUpdate
-from tests.integration.mlflow_server import MlflowServer, free_port, running_mlflow_server
+from tests.integration.mlflow_server import MlflowServer, running_mlflow_server
+from tests.processes import free_port
 from tests.unit.test_model_swap import train
 from training.registry import ensure_experiment, move_alias, register_version
 

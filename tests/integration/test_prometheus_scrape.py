@@ -7,7 +7,6 @@ these tests with that instruction rather than skipping them.
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,10 +17,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerFactory, WorkerProcess, free_port
+from tests.conftest import WorkerFactory, WorkerProcess
 from tests.integration.test_worker_e2e import simulated_transactions
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import wait_until
+from tests.processes import LoggedProcess, free_port
 from tests.unit.test_observability_config import (
     DRIFT_MONITOR_METRICS,
     PROMETHEUS_CONFIG,
@@ -39,24 +39,19 @@ pytestmark = pytest.mark.integration
 SCRAPED_TRANSACTIONS = 500
 
 
-class PrometheusServer:
+class PrometheusServer(LoggedProcess):
     """Debian's ``prometheus`` on a free loopback port, with its storage in a test folder."""
 
     def __init__(self, binary: str, config: Path, folder: Path) -> None:
         self.port = free_port()
         folder.mkdir(parents=True)
-        self.log_path = folder / "prometheus.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={folder / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        args = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+        ]
+        super().__init__(args, folder / "prometheus.log")
 
     def get(self, path: str, **params: str) -> Any:
         url = f"http://127.0.0.1:{self.port}{path}"
@@ -78,19 +73,6 @@ class PrometheusServer:
                 return True
         except OSError:
             return False
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        self._log.close()
 
 
 @pytest.fixture

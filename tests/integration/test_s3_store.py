@@ -34,8 +34,8 @@ from stream_app.store import (
     read_parquet_prefix,
     write_parquet,
 )
-from tests.conftest import free_port
 from tests.kafka_helpers import REPO_ROOT
+from tests.processes import free_port
 
 pytestmark = pytest.mark.integration
 
