@@ -6,11 +6,14 @@ is read in XGBoost's native format. Training imports this module, never the othe
 
 ``mlflow`` is imported inside the functions that need it: importing it costs about two seconds
 and the worker needs it only when a registry URI is actually used (the no-MLflow demo never does).
-Clients are created on first use, never at import.
+Clients are created on first use, never at import. Every process that talks to MLflow does so
+through here, and that first use also switches off MLflow's own pickle loading (see
+:func:`refuse_mlflow_pickles`).
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,8 @@ from stream_app.model import ModelBundle, ModelLoadError, load_bundle
 MODEL_SUFFIXES = frozenset({".ubj", ".json"})
 PICKLE_MAGIC = b"\x80"  # every pickle of protocol 2 or later starts with PROTO (0x80)
 REGISTRY_SCHEME = "models:/"
+# MLflow's switch for its flavors that unpickle (sklearn, pyfunc, statsmodels...); it defaults on.
+MLFLOW_PICKLE_SWITCH = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 
 
 class UnsafeArtifactError(ModelLoadError):
@@ -38,8 +43,20 @@ class RegistryRef:
     alias: str | None = None
 
 
+def refuse_mlflow_pickles() -> None:
+    """Switch MLflow's pickle deserialization off for this process, whatever the environment said.
+
+    Our loaders never call an MLflow model loader (they download plain files and read them
+    natively), so this is the second lock on the door: any code in the process that calls
+    ``mlflow.<flavor>.load_model`` on a pickled model gets an error instead of running the pickle.
+    MLflow reads the variable at each load, so setting it before the first load is enough.
+    """
+    os.environ[MLFLOW_PICKLE_SWITCH] = "false"
+
+
 def client_for(tracking_uri: str) -> Any:
     """One client per tracking URI; never the global ``mlflow.set_tracking_uri`` state."""
+    refuse_mlflow_pickles()
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -75,6 +92,7 @@ def load_folder(folder: Path, nthread: int = 1) -> ModelBundle:
 
 def load_version(client: Any, name: str, version: str, nthread: int = 1) -> ModelBundle:
     """Download a version's files, refuse anything but .ubj/.json, load them natively."""
+    refuse_mlflow_pickles()
     import mlflow.artifacts
 
     uri = client.get_model_version_download_uri(name, version)

@@ -18,9 +18,11 @@ with the serving model. A model retrained after drift may rank differently, and 
 canary agreement means little; the correlation with the serving model is logged for the operator.
 
 Failure policy: a failed load or a refused model leaves the serving model in place, logs one
-``key=value`` line and counts ``fraudstream_model_swaps_total{result=...}``. A version refused
-for its content (``invalid``/``unsafe``) is not retried by the poll; ``load_failed`` (registry
-down, network) is.
+``key=value`` line and counts ``fraudstream_model_swaps_total{result=...}`` and, with the finer
+why, ``fraudstream_model_load_failures_total{reason=...}``. A version refused for its content
+(``invalid``/``unsafe``) is not retried by the poll; ``load_failed`` (registry down, network) is.
+A registry that stays unreachable is polled and counted every time but logged once per streak
+and then at most every ``POLL_FAILURE_LOG_SECONDS``, plus one line when it answers again.
 """
 
 from __future__ import annotations
@@ -33,14 +35,14 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from stream_app import features
-from stream_app.model import ModelBundle
+from stream_app.model import ModelBundle, ModelLoadError
 from stream_app.model_store import UnsafeArtifactError, registry_uri
 from stream_app.schemas import ModelUpdate, Transaction
 
@@ -50,6 +52,25 @@ Key = tuple[str, str]  # (model name, version): what "already in service / loadi
 FloatMatrix = npt.NDArray[np.float32]
 SwapResult = Literal["success", "load_failed", "unsafe", "invalid"]
 SWAP_RESULTS: tuple[SwapResult, ...] = ("success", "load_failed", "unsafe", "invalid")
+# Why a version was not swapped in: a fixed vocabulary, so it can be a metric label.
+FailureReason = Literal[
+    "registry_error",  # the registry did not answer (or refused) an alias lookup or a download
+    "corrupt_artifact",  # files missing, unreadable or inconsistent (a broken booster, bad JSON)
+    "unsafe_artifact",  # a pickle or a file type we never write
+    "wrong_identity",  # the metadata names another model or version than the update
+    "feature_mismatch",  # the feature list differs from the one the worker computes
+    "bad_scores",  # canary scores not finite, outside [0, 1], constant, or not computable
+]
+FAILURE_REASONS: tuple[FailureReason, ...] = get_args(FailureReason)
+RESULT_OF_REASON: dict[FailureReason, SwapResult] = {
+    "registry_error": "load_failed",
+    "corrupt_artifact": "load_failed",
+    "unsafe_artifact": "unsafe",
+    "wrong_identity": "invalid",
+    "feature_mismatch": "invalid",
+    "bad_scores": "invalid",
+}
+POLL_FAILURE_LOG_SECONDS = 300.0  # an unreachable registry: one log line per 5 minutes at most
 LOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 CANARY_ROWS = 200
 REASON_CHARS = 300  # MLflow errors embed whole urllib3 chains; one log line stays readable
@@ -66,6 +87,7 @@ class ModelSource(Protocol):
 @dataclass(frozen=True)
 class SwapMetrics:
     swaps: Counter
+    failures: Counter
     load_seconds: Histogram
 
 
@@ -81,29 +103,54 @@ def create_swap_metrics(registry: CollectorRegistry | None = None) -> SwapMetric
     )
     for result in SWAP_RESULTS:
         swaps.labels(result)  # export zeros, so alerts on increase() see the first failure
+    failures = Counter(
+        "fraudstream_model_load_failures",
+        "Model versions not swapped in (the serving model stays), by reason: registry_error, "
+        "corrupt_artifact, unsafe_artifact, wrong_identity, feature_mismatch, bad_scores.",
+        ["reason"],
+        registry=registry,
+    )
+    for reason in FAILURE_REASONS:
+        failures.labels(reason)
     load_seconds = Histogram(
         "fraudstream_model_load_seconds",
         "Time to download and load a model version, whatever the outcome.",
         buckets=LOAD_BUCKETS,
         registry=registry,
     )
-    return SwapMetrics(swaps=swaps, load_seconds=load_seconds)
+    return SwapMetrics(swaps=swaps, failures=failures, load_seconds=load_seconds)
 
 
 # ---------------------------------------------------------------------------------------------
 # Validation: pure functions over a bundle and a canary matrix
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a loaded bundle must not serve: a label-safe reason and a human-readable detail."""
+
+    reason: FailureReason
+    detail: str
+
+
 def validation_problem(
     bundle: ModelBundle, expected: Key, feature_names: tuple[str, ...], canary: FloatMatrix
-) -> str | None:
+) -> Refusal | None:
     """Why ``bundle`` must not serve, or None if it may."""
     identity = (bundle.metadata.name, bundle.metadata.version)
     if identity != expected:
-        return f"metadata names {identity[0]} v{identity[1]}, expected {expected[0]} v{expected[1]}"
+        detail = (
+            f"metadata names {identity[0]} v{identity[1]}, expected {expected[0]} v{expected[1]}"
+        )
+        return Refusal("wrong_identity", detail)
     if bundle.metadata.feature_names != feature_names:
-        return feature_list_problem(bundle.metadata.feature_names, feature_names)
-    return canary_problem(bundle.predict(canary), len(canary))
+        detail = feature_list_problem(bundle.metadata.feature_names, feature_names)
+        return Refusal("feature_mismatch", detail)
+    try:
+        problem = canary_problem(bundle.predict(canary), len(canary))
+    except Exception as exc:  # e.g. XGBoost refusing the canary: the model is unusable
+        problem = _one_line(exc)
+    return None if problem is None else Refusal("bad_scores", problem)
 
 
 def feature_list_problem(actual: tuple[str, ...], expected: tuple[str, ...]) -> str:
@@ -194,6 +241,35 @@ def _key(bundle: ModelBundle | None) -> Key | None:
     return None if bundle is None else (bundle.metadata.name, bundle.metadata.version)
 
 
+class FailureStreak:
+    """Consecutive failures of a recurring action (the registry poll), for rate-limited logging.
+
+    :meth:`failed` says how many failures to report when a log line is due (the first of a
+    streak, then at most once per ``interval`` seconds) and None otherwise; :meth:`succeeded`
+    ends the streak and returns its length, so the recovery can be logged once.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.failures = 0
+        self._unreported = 0
+        self._last_logged: float | None = None
+
+    def failed(self) -> int | None:
+        self.failures += 1
+        self._unreported += 1
+        now = self.clock()
+        if self._last_logged is not None and now - self._last_logged < self.interval:
+            return None
+        self._last_logged, reported, self._unreported = now, self._unreported, 0
+        return reported
+
+    def succeeded(self) -> int:
+        ended, self.failures, self._unreported, self._last_logged = self.failures, 0, 0, None
+        return ended
+
+
 # ---------------------------------------------------------------------------------------------
 # The swapper
 
@@ -218,6 +294,8 @@ class ModelSwapper:
         registry_model: str | None = None,
         alias: str = "champion",
         executor: Executor | None = None,
+        poll_log_seconds: float = POLL_FAILURE_LOG_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.source = source
         self.metrics = metrics
@@ -234,6 +312,7 @@ class ModelSwapper:
         self._refused: set[Key] = set()
         self._polling = False
         self._futures: set[Future[None]] = set()
+        self._poll_failures = FailureStreak(poll_log_seconds, clock)  # loader thread only
 
     @property
     def serving_version(self) -> Key:
@@ -327,11 +406,16 @@ class ModelSwapper:
         try:
             version = self.source.alias_version(name, self.alias)
         except Exception as exc:  # any registry failure: keep serving, count, try next poll
-            self._fail((name, f"@{self.alias}"), "load_failed", _one_line(exc))
+            self._poll_failed(name, _one_line(exc))
             return
         finally:
             with self._lock:
                 self._polling = False
+        failed_polls = self._poll_failures.succeeded()
+        if failed_polls:
+            log.info(
+                "model registry answers again alias=%s failed_polls=%d", self.alias, failed_polls
+            )
         key = (name, version)
         if self._claim(key, skip_refused=True):
             log.info("registry alias=%s points at model=%s version=%s", self.alias, *key)
@@ -342,10 +426,13 @@ class ModelSwapper:
         try:
             bundle = self.source.load(uri)
         except UnsafeArtifactError as exc:
-            self._fail(key, "unsafe", _one_line(exc))
+            self._fail(key, "unsafe_artifact", _one_line(exc))
             return
-        except Exception as exc:  # download, file or parse error: the old model keeps serving
-            self._fail(key, "load_failed", _one_line(exc))
+        except ModelLoadError as exc:  # the files arrived but are not a usable bundle
+            self._fail(key, "corrupt_artifact", _one_line(exc))
+            return
+        except Exception as exc:  # download or network error: the old model keeps serving
+            self._fail(key, "registry_error", _one_line(exc))
             return
         finally:
             elapsed = time.perf_counter() - started
@@ -353,12 +440,9 @@ class ModelSwapper:
         self._validate_and_stage(key, bundle, elapsed)
 
     def _validate_and_stage(self, key: Key, bundle: ModelBundle, load_seconds: float) -> None:
-        try:
-            problem = validation_problem(bundle, key, self.feature_names, self.canary)
-        except Exception as exc:  # e.g. XGBoost refusing the canary: the model is unusable
-            problem = _one_line(exc)
-        if problem is not None:
-            self._fail(key, "invalid", _one_line(problem))
+        refusal = validation_problem(bundle, key, self.feature_names, self.canary)
+        if refusal is not None:
+            self._fail(key, refusal.reason, _one_line(refusal.detail))
             return
         correlation = self._correlation_with_serving(bundle)
         with self._lock:
@@ -383,16 +467,44 @@ class ModelSwapper:
         except Exception:  # a serving model on another layout cannot score the canary: no number
             return None
 
-    def _fail(self, key: Key, result: SwapResult, reason: str) -> None:
+    def _count_failure(self, reason: FailureReason) -> SwapResult:
+        result = RESULT_OF_REASON[reason]
+        self.metrics.swaps.labels(result).inc()
+        self.metrics.failures.labels(reason).inc()
+        return result
+
+    def _fail(self, key: Key, reason: FailureReason, detail: str) -> None:
+        result = self._count_failure(reason)
         with self._lock:
             self._pending.discard(key)
             if result in ("invalid", "unsafe"):
                 self._refused.add(key)
-        self.metrics.swaps.labels(result).inc()
         log.warning(
-            'model swap failed model=%s version=%s result=%s reason="%s" serving_version=%s',
+            "model swap failed, keeping the serving model: model=%s version=%s result=%s "
+            'reason=%s detail="%s" serving_version=%s',
             *key,
             result,
             reason,
+            detail,
             self.serving_version[1],
+        )
+
+    def _poll_failed(self, name: str, detail: str) -> None:
+        """Counted every time; logged at the start of a streak and then at most every
+        ``poll_log_seconds``, so a registry down for a day is not a line per poll."""
+        self._count_failure("registry_error")
+        failed_since_last_line = self._poll_failures.failed()
+        if failed_since_last_line is None:
+            return
+        log.warning(
+            "model registry poll failed, keeping the serving model: model=%s version=@%s "
+            'result=load_failed reason=registry_error detail="%s" serving_version=%s '
+            "failed_polls=%d failed_since_last_line=%d (next line in %.0f s at the earliest)",
+            name,
+            self.alias,
+            detail,
+            self.serving_version[1],
+            self._poll_failures.failures,
+            failed_since_last_line,
+            self._poll_failures.interval,
         )

@@ -9,6 +9,9 @@
 #   KAFKA_LIBS           jar folder, shareable between brokers ($KAFKA_LOCAL/libs)
 #   KAFKA_PORT           client listener on 127.0.0.1 (9092)
 #   CONTROLLER_PORT      KRaft controller listener on 127.0.0.1 (9093)
+#   KAFKA_SASL_PORT      when set, adds a SASL_PLAINTEXT listener on 127.0.0.1 with SCRAM-SHA-256
+#                        and SCRAM-SHA-512 (unset: none). PLAINTEXT stays on KAFKA_PORT for the
+#                        broker's own tooling; create users with deploy/bin/kafka-configs.
 #   KAFKA_START_TIMEOUT  seconds to wait for the broker to answer (60)
 #   KAFKA_STOP_TIMEOUT   seconds to wait for a clean shutdown before SIGKILL (30)
 #   KAFKA_HEAP_OPTS      broker heap (-Xms256m -Xmx768m)
@@ -20,6 +23,7 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 KAFKA_LOCAL=${KAFKA_LOCAL:-$REPO_ROOT/.local/kafka}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 CONTROLLER_PORT=${CONTROLLER_PORT:-9093}
+KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
@@ -153,14 +157,20 @@ show_log_tail() {
 
 write_server_properties() {
     mkdir -p "$DATA_DIR" "$LOG_DIR"
+    # The optional SASL listener only adds to these lines; without KAFKA_SASL_PORT they are empty.
+    local sasl_listener="" sasl_protocol=""
+    if [[ -n $KAFKA_SASL_PORT ]]; then
+        sasl_listener=",SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
+        sasl_protocol=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+    fi
     cat >"$PROPS" <<EOF
 # Written by deploy/kafka/broker.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT$sasl_listener,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT$sasl_listener
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT$sasl_protocol
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA_DIR
@@ -175,6 +185,22 @@ share.coordinator.state.topic.min.isr=1
 # One member per group locally: no reason to wait for more to join.
 group.initial.rebalance.delay.ms=0
 EOF
+    [[ -z $KAFKA_SASL_PORT ]] || write_sasl_properties
+}
+
+# SCRAM on the SASL listener only: the controller and inter-broker traffic stay on PLAINTEXT, so
+# the broker needs no credentials of its own. Users live in the KRaft metadata log; a login module
+# per mechanism replaces a JAAS file (it holds no secret: the broker verifies, it never logs in).
+write_sasl_properties() {
+    [[ $KAFKA_SASL_PORT =~ ^[0-9]+$ ]] || die "KAFKA_SASL_PORT must be a port number, not '$KAFKA_SASL_PORT'"
+    local mechanism
+    {
+        echo "# The opt-in SASL listener (KAFKA_SASL_PORT)."
+        echo "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512"
+        for mechanism in scram-sha-256 scram-sha-512; do
+            echo "listener.name.sasl_plaintext.$mechanism.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        done
+    } >>"$PROPS"
 }
 
 format_storage() {
@@ -230,8 +256,8 @@ cmd_start() {
         die "broker pid $pid is running but does not answer on $BOOTSTRAP; try: $0 stop"
     fi
     local port
-    for port in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
-        port_in_use "$port" && die "port $port on 127.0.0.1 is taken by another process; set KAFKA_PORT/CONTROLLER_PORT"
+    for port in "$KAFKA_PORT" "$CONTROLLER_PORT" ${KAFKA_SASL_PORT:+"$KAFKA_SASL_PORT"}; do
+        port_in_use "$port" && die "port $port on 127.0.0.1 is taken by another process; set KAFKA_PORT/CONTROLLER_PORT/KAFKA_SASL_PORT"
     done
     cmd_fetch
     write_server_properties

@@ -9,7 +9,11 @@ wait on the swapper's own futures, never on sleeps.
 from __future__ import annotations
 
 import logging
+import os
+import pickle
+import platform
 import threading
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -24,10 +28,19 @@ from prometheus_client import CollectorRegistry
 
 from stream_app.features import FEATURE_NAMES
 from stream_app.model import ModelBundle, ModelLoadError, ModelMetadata
-from stream_app.model_store import ModelStore, RegistryRef, load_folder, parse_model_uri
+from stream_app.model_store import (
+    MLFLOW_PICKLE_SWITCH,
+    ModelStore,
+    RegistryRef,
+    UnsafeArtifactError,
+    load_folder,
+    parse_model_uri,
+)
 from stream_app.model_swap import (
     CANARY_ROWS,
+    FAILURE_REASONS,
     SWAP_RESULTS,
+    FailureStreak,
     ModelSwapper,
     canary_problem,
     create_swap_metrics,
@@ -145,15 +158,19 @@ class Rig:
         serving: ModelBundle,
         source: FakeRegistry | None = None,
         executor: Executor | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self.source = source or FakeRegistry()
+        self.now = 0.0  # the swapper's clock, moved by the test
         self.swapper = ModelSwapper(
             serving,
             self.source,
             create_swap_metrics(self.registry),
             registry_model=NAME,
             executor=executor if executor is not None else InlineExecutor(),
+            poll_log_seconds=300.0,
+            clock=clock or (lambda: self.now),
         )
 
     def count(self, result: str) -> float | None:
@@ -161,6 +178,17 @@ class Rig:
 
     def counts(self) -> dict[str, float | None]:
         return {result: self.count(result) for result in SWAP_RESULTS}
+
+    def failure_reasons(self) -> dict[str, float]:
+        """The non-zero ``fraudstream_model_load_failures_total`` counts, by reason."""
+        counts = {
+            reason: self.registry.get_sample_value(
+                "fraudstream_model_load_failures_total", {"reason": reason}
+            )
+            for reason in FAILURE_REASONS
+        }
+        assert None not in counts.values(), "every reason is exported from the start"
+        return {reason: count for reason, count in counts.items() if count}
 
 
 def update(version: str, uri: str | Path) -> ModelUpdate:
@@ -229,16 +257,22 @@ def _keep(folder: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("bundle", "damage", "result", "reason"),
+    ("bundle", "damage", "result", "why", "detail"),
     [
-        ("good", _corrupt_model, "load_failed", "cannot load model"),
-        ("good", _drop_metadata, "load_failed", "metadata.json"),
-        ("good", _add_pickle, "unsafe", "refusing model.pkl"),
-        ("good", _pickle_named_json, "unsafe", "extra.json: it is a pickle"),
-        ("other_features", _keep, "invalid", "unexpected=['merchant_chargeback_rate_90d']"),
-        ("reordered_features", _keep, "invalid", "different order"),
-        ("constant_scores", _keep, "invalid", "ignores its input"),
-        ("scores_outside_unit_interval", _keep, "invalid", "outside [0, 1]"),
+        ("good", _corrupt_model, "load_failed", "corrupt_artifact", "cannot load model"),
+        ("good", _drop_metadata, "load_failed", "corrupt_artifact", "metadata.json"),
+        ("good", _add_pickle, "unsafe", "unsafe_artifact", "refusing model.pkl"),
+        ("good", _pickle_named_json, "unsafe", "unsafe_artifact", "extra.json: it is a pickle"),
+        (
+            "other_features",
+            _keep,
+            "invalid",
+            "feature_mismatch",
+            "unexpected=['merchant_chargeback_rate_90d']",
+        ),
+        ("reordered_features", _keep, "invalid", "feature_mismatch", "different order"),
+        ("constant_scores", _keep, "invalid", "bad_scores", "ignores its input"),
+        ("scores_outside_unit_interval", _keep, "invalid", "bad_scores", "outside [0, 1]"),
     ],
 )
 def test_a_bad_version_keeps_the_old_model_and_is_counted(
@@ -248,7 +282,8 @@ def test_a_bad_version_keeps_the_old_model_and_is_counted(
     bundle: str,
     damage: Callable[[Path], None],
     result: str,
-    reason: str,
+    why: str,
+    detail: str,
 ) -> None:
     folder = saved(bundles[bundle], tmp_path / "v2")
     damage(folder)
@@ -259,11 +294,13 @@ def test_a_bad_version_keeps_the_old_model_and_is_counted(
     assert rig.swapper.take_ready() is None
     assert rig.swapper.serving_version == (NAME, "1")
     assert rig.counts() == {**no_swaps(), result: 1.0}
+    assert rig.failure_reasons() == {why: 1.0}
     (line,) = [
         record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING
     ]
-    assert f"model={NAME} version=2 result={result}" in line
-    assert reason in line
+    assert "keeping the serving model" in line
+    assert f"model={NAME} version=2 result={result} reason={why}" in line
+    assert detail in line
     assert "serving_version=1" in line
 
 
@@ -409,20 +446,55 @@ def test_poll_loads_the_champion_once_it_moves(
     assert rig.counts() == {**no_swaps(), "success": 1.0}
 
 
-def test_an_unreachable_registry_keeps_the_model_and_counts(
+def _swap_lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno == level]
+
+
+def test_an_unreachable_registry_keeps_the_model_counts_every_poll_and_logs_sparingly(
     bundles: dict[str, ModelBundle], registry: FakeRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
     rig = Rig(bundles["serving"], registry)
-    rig.swapper.poll_registry()  # champion None: the fake raises ConnectionError
-    rig.swapper.poll_registry()  # each poll tries again
+    for second in range(0, 299, 10):  # champion None: the fake raises ConnectionError
+        rig.now = float(second)
+        rig.swapper.poll_registry()
     assert rig.swapper.take_ready() is None
-    assert rig.counts() == {**no_swaps(), "load_failed": 2.0}
-    warnings = [
-        record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING
+    assert rig.counts() == {**no_swaps(), "load_failed": 30.0}
+    assert rig.failure_reasons() == {"registry_error": 30.0}
+    (first,) = _swap_lines(caplog, logging.WARNING)  # 30 failed polls, one line so far
+    assert "version=@champion result=load_failed reason=registry_error" in first
+    assert 'detail="ConnectionError: registry unreachable"' in first
+    assert "serving_version=1 failed_polls=1 failed_since_last_line=1" in first
+
+    rig.now = 300.0  # the interval has passed: the next failure is logged, with the tally
+    rig.swapper.poll_registry()
+    second_line = _swap_lines(caplog, logging.WARNING)[1]
+    assert "failed_polls=31 failed_since_last_line=30" in second_line
+
+    registry.champion = "1"  # the registry answers again: one line says so
+    rig.swapper.poll_registry()
+    assert "model registry answers again alias=champion failed_polls=31" in _swap_lines(
+        caplog, logging.INFO
+    )
+    assert rig.swapper.serving_version == (NAME, "1")
+
+
+def test_a_failure_streak_logs_first_then_at_most_once_per_interval() -> None:
+    now = [0.0]
+    streak = FailureStreak(interval=60.0, clock=lambda: now[0])
+    reported = []
+    for second in range(0, 200, 5):
+        now[0] = float(second)
+        reported.append((second, streak.failed()))
+    assert [(second, count) for second, count in reported if count is not None] == [
+        (0, 1),
+        (60, 12),
+        (120, 12),
+        (180, 12),
     ]
-    assert len(warnings) == 2
-    assert "version=@champion result=load_failed" in warnings[0]
-    assert 'reason="ConnectionError: registry unreachable"' in warnings[0]
+    assert streak.succeeded() == 40
+    assert streak.succeeded() == 0
+    now[0] = 185.0
+    assert streak.failed() == 1, "a new streak is logged at once"
 
 
 def test_poll_does_not_retry_a_refused_version_but_a_request_does(
@@ -540,3 +612,103 @@ def test_unsupported_model_uris_are_refused(uri: str) -> None:
 def test_a_store_without_registry_refuses_registry_uris() -> None:
     with pytest.raises(ModelLoadError, match="no MLflow tracking URI"):
         ModelStore(None).load("models:/fraudstream-xgb/1")
+
+
+# ---------------------------------------------------------------------------------------------
+# Nothing is ever unpickled
+
+
+class CreatesMarker:
+    """A hostile pickle payload: unpickling it opens (so creates) ``marker``. A loader that ever
+    unpickles a model file leaves the marker behind; one that never does, cannot."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def hostile_pickle(marker: Path, protocol: int) -> bytes:
+    return pickle.dumps(CreatesMarker(marker), protocol=protocol)
+
+
+def test_the_hostile_payload_is_live(tmp_path: Path) -> None:
+    """The control: the payload the tests below plant really runs when unpickled."""
+    marker = tmp_path / "unpickled"
+    pickle.loads(hostile_pickle(marker, protocol=4)).close()  # noqa: S301  # our own payload
+    assert marker.exists()
+
+
+# Where a hostile pickle can sit in a model folder: beside the bundle, or in place of either file
+# (protocols 0 and 1 do not start with the 0x80 magic byte, so only the native loaders stop them).
+PLACEMENTS = ("model.pkl", "model.ubj", "metadata.json", "nested/python_model.pkl")
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_a_folder_holding_a_pickle_is_refused_and_never_unpickled(
+    bundles: dict[str, ModelBundle], tmp_path: Path, placement: str, protocol: int
+) -> None:
+    folder = saved(bundles["good"], tmp_path / "model")
+    marker = tmp_path / "unpickled"
+    (folder / placement).parent.mkdir(parents=True, exist_ok=True)
+    (folder / placement).write_bytes(hostile_pickle(marker, protocol))
+
+    with pytest.raises(ModelLoadError):
+        ModelStore(None).load(str(folder))
+    rig = Rig(bundles["serving"])
+    rig.swapper.request(update("2", folder))
+
+    assert rig.swapper.take_ready() is None
+    assert not marker.exists(), "a model file was unpickled"
+
+
+def _mlflow_sklearn_flavor(folder: Path, payload: bytes) -> Path:
+    """The layout ``mlflow.sklearn.save_model`` writes: an MLmodel file and a pickled model."""
+    folder.mkdir(parents=True)
+    (folder / "MLmodel").write_text(
+        "flavors:\n"
+        "  python_function:\n"
+        "    loader_module: mlflow.sklearn\n"
+        "    model_path: model.pkl\n"
+        f"    python_version: {platform.python_version()}\n"
+        "  sklearn:\n"
+        "    pickled_model: model.pkl\n"
+        "    serialization_format: cloudpickle\n"
+    )
+    (folder / "model.pkl").write_bytes(payload)
+    return folder
+
+
+def _load_with_mlflow(folder: Path) -> object:
+    with warnings.catch_warnings():  # importing mlflow.pyfunc warns about its own type hints
+        warnings.simplefilter("ignore")
+        import mlflow.pyfunc
+    return mlflow.pyfunc.load_model(str(folder))
+
+
+def test_using_the_model_store_switches_mlflow_pickle_loading_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.exceptions import MlflowException
+
+    marker = tmp_path / "unpickled"
+    flavor = _mlflow_sklearn_flavor(tmp_path / "sklearn", hostile_pickle(marker, protocol=4))
+    # An operator (or a library default: MLflow 3 defaults to true) allows pickles...
+    monkeypatch.setenv(MLFLOW_PICKLE_SWITCH, "true")
+    # ...and the first registry use switches them off, before any model is loaded.
+    ModelStore("http://127.0.0.1:9").client()
+
+    assert os.environ[MLFLOW_PICKLE_SWITCH] == "false"
+    with pytest.raises(MlflowException, match=MLFLOW_PICKLE_SWITCH):
+        _load_with_mlflow(flavor)
+    assert not marker.exists(), "MLflow unpickled the model"
+    with pytest.raises(UnsafeArtifactError):
+        load_folder(flavor)
+    assert not marker.exists()
+
+    # The control: with the switch on, the same folder does run the payload.
+    monkeypatch.setenv(MLFLOW_PICKLE_SWITCH, "true")
+    _load_with_mlflow(flavor)
+    assert marker.exists()
