@@ -37,6 +37,7 @@ from stream_app.features import (
 )
 from stream_app.features.customer import observe_customer
 from stream_app.schemas import Transaction
+from stream_app.state import remember_transaction
 
 START = pd.Timestamp("2024-03-01T00:00:00Z")
 REGIONS = sorted(geo.REGION_COORDINATES)
@@ -211,8 +212,9 @@ def bench_state_memory(
     states = {}
     for key, history in zip(keys, histories, strict=True):
         state = CustomerState()
-        for event in history:
+        for number, event in enumerate(history):
             observe_customer(state, event)
+            remember_transaction(state, f"{key}-{number}")  # as the worker's duplicate check
         states[key] = state
     gc.collect()
     states_and_dict, _ = tracemalloc.get_traced_memory()
