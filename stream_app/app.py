@@ -184,8 +184,14 @@ def _exit_without_acknowledging(exc: PublishError) -> None:
     os._exit(EXIT_PUBLISH_FAILED)
 
 
-# /predict answers: a client error's status by rejection reason (the body names the fields).
-REJECTION_STATUS = {"oversized": 413, "invalid_encoding": 400, "invalid_json": 400}
+# /predict answers: a client error's status by rejection reason (the body names the fields);
+# schema_violation and timestamp_out_of_range are 422.
+REJECTION_STATUS = {
+    "oversized": 413,
+    "invalid_encoding": 400,
+    "invalid_json": 400,
+    "duplicate_transaction_id": 409,  # the customer already had this transaction id
+}
 UNPROCESSABLE = 422
 
 
@@ -199,13 +205,13 @@ def _add_views(app: faust.App, parts: WorkerParts) -> None:
         async def post(self, request: Request) -> Response:
             body = await request.read()  # aiohttp refuses bodies over 1 MiB with a 413 itself
             parsed = parse_transaction(body, datetime.now(UTC))
-            if isinstance(parsed, Rejection):
-                scorer.metrics.predict_requests.labels(parsed.reason).inc()
-                status = REJECTION_STATUS.get(parsed.reason, UNPROCESSABLE)
-                return self.json({"reason": parsed.reason, "error": parsed.error}, status=status)
-            verdict = scorer.predict(parsed)
-            scorer.metrics.predict_requests.labels(verdict.decision).inc()
-            return self.json(verdict.model_dump(mode="json", exclude_none=True))
+            answer = parsed if isinstance(parsed, Rejection) else scorer.predict(parsed)
+            if isinstance(answer, Rejection):
+                scorer.metrics.predict_requests.labels(answer.reason).inc()
+                status = REJECTION_STATUS.get(answer.reason, UNPROCESSABLE)
+                return self.json({"reason": answer.reason, "error": answer.error}, status=status)
+            scorer.metrics.predict_requests.labels(answer.decision).inc()
+            return self.json(answer.model_dump(mode="json", exclude_none=True))
 
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:

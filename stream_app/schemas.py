@@ -8,10 +8,11 @@ old messages from new ones when a schema grows.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -23,6 +24,24 @@ MAX_EVENT_LEAD = timedelta(days=1)
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]
+# A date and a time of day, as ISO 8601 writes them. Checked before pydantic parses the value,
+# which would otherwise also take epoch numbers (seconds or milliseconds? it guesses) and bare
+# dates (midnight in which zone?) as datetimes.
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _printable(value: str) -> str:
+    """Ids and codes end up in keys, logs and reason codes: no control characters (a newline
+    would forge a log line), no invisible format characters, not blank."""
+    if not value.isprintable() or not value.strip():
+        raise ValueError("must be printable text, not blank")
+    return value
+
+
+# Transaction text fields: bounded (a 64 KiB message cap alone would allow 60,000-character
+# ids held in every customer's state) and printable.
+TransactionIdentifier = Annotated[Identifier, AfterValidator(_printable)]
+TransactionText = Annotated[ShortText, AfterValidator(_printable)]
 Decision = Literal["approve", "review", "block"]
 
 
@@ -37,22 +56,32 @@ class WireModel(BaseModel):
 
 def _utc(value: datetime) -> datetime:
     """Naive timestamps are taken as UTC: the original API sent ISO strings with a trailing Z."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+01:00 has no UTC equivalent
+        # pydantic turns ValueError into a validation error; an OverflowError would escape it.
+        raise ValueError("date and time out of range in UTC") from exc
 
 
 class Transaction(WireModel):
-    """A card or payment transaction on ``transactions``, keyed by ``customer_id``."""
+    """A card or payment transaction on ``transactions``, keyed by ``customer_id``.
 
-    schema_version: int = SCHEMA_VERSION
-    transaction_id: Identifier
-    customer_id: Identifier
-    amount: float = Field(gt=0, le=MAX_AMOUNT)
-    merchant_category: ShortText
-    transaction_type: ShortText
-    device_id: Identifier
-    geo_location: ShortText = Field(description="ISO 3166-2 region code such as IN-MH")
+    Strict about types where pydantic would otherwise guess: ``"amount": "12.5"`` or ``true``
+    and ``"schema_version": "1"`` are producer bugs to surface, not values to coerce.
+    """
+
+    schema_version: int = Field(default=SCHEMA_VERSION, strict=True, ge=1, le=SCHEMA_VERSION)
+    transaction_id: TransactionIdentifier
+    customer_id: TransactionIdentifier
+    amount: float = Field(strict=True, gt=0, le=MAX_AMOUNT)
+    merchant_category: TransactionText
+    transaction_type: TransactionText
+    device_id: TransactionIdentifier
+    geo_location: TransactionText = Field(description="ISO 3166-2 region code such as IN-MH")
     timestamp: datetime
-    merchant_id: Identifier | None = None
+    merchant_id: TransactionIdentifier | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
 
     @field_validator("amount")
@@ -61,6 +90,13 @@ class Transaction(WireModel):
         if not math.isfinite(value):
             raise ValueError("amount must be a finite number")
         return value
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_timestamp(cls, value: Any) -> Any:
+        if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE_TIME.match(value)):
+            return value
+        raise ValueError("must be an ISO 8601 date and time, such as 2024-11-01T10:00:00Z")
 
     @field_validator("timestamp")
     @classmethod

@@ -24,6 +24,8 @@ DeadLetterReason = Literal[
     "invalid_json",
     "schema_violation",
     "timestamp_out_of_range",
+    # decided against the customer's state, not the message alone: see BatchScorer._validate
+    "duplicate_transaction_id",
 ]
 
 

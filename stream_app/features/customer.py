@@ -92,6 +92,10 @@ def _tag_array(values: Any = ()) -> array[int]:
     return array("I", values)
 
 
+def _transaction_tag_array(values: Any = ()) -> array[int]:
+    return array("q", values)
+
+
 @dataclass(slots=True)
 class CustomerState:
     """One customer's history: just under 1 KB for a customer paying about once a day
@@ -100,6 +104,9 @@ class CustomerState:
     ``recent``: ``[t_us, cents, ...]`` of the last 24 h of transactions (the exact windows).
     ``days``: ``[day << 32 | count, cents, squared_cents, ...]`` per UTC day with transactions,
     the last 30 days (the calendar windows). ``seen``: first-seen tags, see the module docstring.
+    ``transaction_tags``: hashes of the customer's last few transaction ids, oldest first; no
+    feature reads them, the worker's duplicate check does (:mod:`stream_app.state`), and they
+    live here so that they travel through the changelog with the rest of the customer.
     """
 
     last_us: int | None = None
@@ -107,6 +114,7 @@ class CustomerState:
     recent: array[int] = field(default_factory=_int_array)
     days: array[int] = field(default_factory=_int_array)
     seen: array[int] = field(default_factory=_tag_array)
+    transaction_tags: array[int] = field(default_factory=_transaction_tag_array)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible snapshot (for changelog-backed tables)."""
@@ -117,6 +125,7 @@ class CustomerState:
             "recent": self.recent.tolist(),
             "days": self.days.tolist(),
             "seen": self.seen.tolist(),
+            "transaction_tags": self.transaction_tags.tolist(),
         }
 
     @classmethod
@@ -129,6 +138,8 @@ class CustomerState:
             recent=_int_array(data["recent"]),
             days=_int_array(data["days"]),
             seen=_tag_array(data["seen"]),
+            # absent from states written before duplicates were checked: nothing remembered
+            transaction_tags=_transaction_tag_array(data.get("transaction_tags", ())),
         )
         if len(state.recent) % 2 or len(state.days) % 3:
             raise ValueError("customer state arrays have the wrong length")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -14,8 +16,12 @@ from stream_app.features import FEATURE_NAMES
 from stream_app.metrics import create_worker_metrics
 from stream_app.model import ModelBundle, ModelMetadata
 from stream_app.processor import BatchScorer
+from stream_app.schemas import DeadLetter, Transaction, Verdict
 from stream_app.scoring import Thresholds
-from stream_app.validation import RawRecord
+from stream_app.state import EntityState
+from stream_app.validation import DeadLetterReason, RawRecord, Rejection
+from tests.malformed_corpus import corpus
+from tests.malformed_generator import collect_templates, render_stream
 
 pytestmark = pytest.mark.unit
 
@@ -143,3 +149,116 @@ def test_shadow_model_is_recorded_but_never_decides() -> None:
     assert [v.shadow_model_version for v in with_shadow] == ["shadow-1", "shadow-1"]
     assert [v.shadow_score for v in with_shadow] == [v.score for v in without]
     assert all(v.shadow_score is None for v in without)
+
+
+# --- duplicates and malformed input
+
+
+def fresh_scorer(state: EntityState | None = None) -> BatchScorer:
+    metrics = create_worker_metrics(CollectorRegistry())
+    return BatchScorer(amount_model(), Thresholds(review=0.5, block=0.9), metrics, state)
+
+
+def test_a_resent_transaction_is_dead_lettered_and_changes_nothing(scorer: BatchScorer) -> None:
+    first = scorer.score_batch([record(0, transaction("t0", "c1", 20.0))])
+    before = scorer.state.customer("c1").to_dict()
+    again = scorer.score_batch([record(1, transaction("t0", "c1", 20.0))])
+    assert [v.transaction_id for v in first.verdicts] == ["t0"]
+    assert again.verdicts == []
+    assert [(d.offset, d.reason) for d in again.dead_letters] == [(1, "duplicate_transaction_id")]
+    assert again.state_changes == []
+    assert scorer.state.customer("c1").to_dict() == before
+    reason = {"reason": "duplicate_transaction_id"}
+    assert sample(scorer, "fraudstream_dead_letters_total", reason) == 1
+    assert sample(scorer, "fraudstream_transactions_scored_total") == 1
+
+
+def test_a_copy_in_the_same_batch_is_a_duplicate_but_other_customers_ids_are_not(
+    scorer: BatchScorer,
+) -> None:
+    result = scorer.score_batch(
+        [
+            record(0, transaction("t0", "c1", 20.0)),
+            record(1, transaction("t0", "c1", 20.0)),
+            record(2, transaction("t0", "c2", 20.0)),  # ids are unique per customer
+        ]
+    )
+    assert [(v.customer_id, v.transaction_id) for v in result.verdicts] == [
+        ("c1", "t0"),
+        ("c2", "t0"),
+    ]
+    assert [(d.offset, d.reason) for d in result.dead_letters] == [(1, "duplicate_transaction_id")]
+
+
+def test_a_replay_after_a_crash_is_scored_again_and_a_later_copy_is_not() -> None:
+    records = [record(0, transaction("t0", "c1", 20.0)), record(1, transaction("t1", "c1", 30.0))]
+    crashed = fresh_scorer()
+    (change,) = crashed.score_batch(records).state_changes  # written, offsets not committed
+
+    # the restarted worker recovers the changelog and is handed the same records again
+    recovered = fresh_scorer(EntityState(customers={"c1": json.loads(change.value)}))
+    replay = recovered.score_batch(records)
+    assert [v.transaction_id for v in replay.verdicts] == ["t0", "t1"]
+    assert replay.dead_letters == []
+    assert replay.state_changes == []  # not counted into the state twice
+
+    resent = recovered.score_batch([record(2, transaction("t0", "c1", 20.0))])
+    assert resent.verdicts == []
+    assert [d.reason for d in resent.dead_letters] == ["duplicate_transaction_id"]
+
+
+def test_predict_refuses_an_id_the_customer_already_had(scorer: BatchScorer) -> None:
+    seen = Transaction.model_validate_json(transaction("t0", "c1", 20.0))
+    scorer.score_batch([record(0, seen.to_bytes())])
+    refused = scorer.predict(seen)
+    assert isinstance(refused, Rejection)
+    assert refused.reason == "duplicate_transaction_id"
+    fresh = Transaction.model_validate_json(transaction("t1", "c1", 20.0))
+    assert isinstance(scorer.predict(fresh), Verdict)
+    other = Transaction.model_validate_json(transaction("t0", "c-new", 20.0))
+    assert isinstance(scorer.predict(other), Verdict)
+    assert "c-new" not in scorer.state.customers
+
+
+def corpus_records(now: datetime) -> tuple[list[RawRecord], dict[int, str]]:
+    """The corpus as a partition's records (a duplicate's original first), and the reason
+    expected at each bad offset."""
+    records: list[RawRecord] = []
+    expected: dict[int, str] = {}
+    for case in corpus(now):
+        if case.original is not None:
+            records.append(RawRecord("transactions", 0, len(records), case.key, case.original))
+        expected[len(records)] = case.reason
+        records.append(RawRecord("transactions", 0, len(records), case.key, case.value))
+    return records, expected
+
+
+def test_every_corpus_case_is_dead_lettered_with_its_reason_and_counted(
+    scorer: BatchScorer,
+) -> None:
+    records, expected = corpus_records(datetime.now(UTC))
+    result = scorer.score_batch(records)
+    assert {d.offset: d.reason for d in result.dead_letters} == expected
+    assert len(result.dead_letters) == len(expected)
+    assert len(result.verdicts) == len(records) - len(expected)
+    for reason, count in Counter(expected.values()).items():
+        assert sample(scorer, "fraudstream_dead_letters_total", {"reason": reason}) == count
+
+
+def test_generated_bad_input_in_batches_yields_one_output_per_record(scorer: BatchScorer) -> None:
+    cases = render_stream(collect_templates(1500), datetime.now(UTC), "unit")
+    records = [RawRecord("transactions", 0, i, c.key, c.value) for i, c in enumerate(cases)]
+    verdicts: list[Verdict] = []
+    letters: list[DeadLetter] = []
+    for first in range(0, len(records), 100):
+        result = scorer.score_batch(records[first : first + 100])
+        verdicts += result.verdicts
+        letters += result.dead_letters
+    assert {d.offset: d.reason for d in letters} == {
+        i: c.reason for i, c in enumerate(cases) if c.reason is not None
+    }
+    assert [v.transaction_id for v in verdicts] == [c.transaction_id for c in cases if not c.reason]
+    expected = Counter(c.reason for c in cases if c.reason is not None)
+    assert set(expected) == set(get_args(DeadLetterReason)), "every reason generated"
+    for reason, count in expected.items():
+        assert sample(scorer, "fraudstream_dead_letters_total", {"reason": reason}) == count

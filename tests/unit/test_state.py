@@ -9,7 +9,13 @@ import pytest
 
 from stream_app import features
 from stream_app.schemas import Transaction
-from stream_app.state import EntityState
+from stream_app.state import (
+    RECENT_TRANSACTION_IDS,
+    EntityState,
+    has_transaction,
+    remember_transaction,
+    transaction_tag,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -67,3 +73,43 @@ def test_peek_does_not_create_customers() -> None:
     state = EntityState()
     assert state.peek_customer("nobody").to_dict() == features.CustomerState().to_dict()
     assert "nobody" not in state.customers
+
+
+def test_a_customer_remembers_only_its_last_few_transaction_ids() -> None:
+    customer = features.CustomerState()
+    ids = [f"t{index}" for index in range(RECENT_TRANSACTION_IDS + 3)]
+    for transaction_id in ids:
+        remember_transaction(customer, transaction_id)
+    assert len(customer.transaction_tags) == RECENT_TRANSACTION_IDS
+    assert [has_transaction(customer, t) for t in ids] == [False] * 3 + [True] * (
+        RECENT_TRANSACTION_IDS
+    )
+
+
+def test_transaction_tags_are_stable_across_processes() -> None:
+    # hash() would differ per process (PYTHONHASHSEED) and break the check after a restart
+    assert transaction_tag("t1") == 0x14E7FBB9619074E5
+    assert 0 <= transaction_tag("x" * 128) < 2**63
+
+
+def test_remembered_ids_survive_the_changelog_round_trip() -> None:
+    original = EntityState()
+    customer = original.customer("c1")
+    features.observe_transaction(customer, original.merchant("m1"), txn("a", 0))
+    remember_transaction(customer, "a")
+    original.record_change("c1", partition=0, offset=5)
+    (record,) = original.take_changes()
+
+    recovered = EntityState(customers={"c1": json.loads(record.value)})
+    assert recovered.is_duplicate("c1", "a")
+    assert not recovered.is_duplicate("c1", "b")
+    assert not recovered.is_duplicate("c2", "a")  # ids are per customer
+    assert "c2" not in recovered.customers
+
+
+def test_states_written_before_duplicate_checks_still_recover() -> None:
+    state = features.CustomerState().to_dict()
+    del state["transaction_tags"]
+    recovered = EntityState(customers={"c1": {"offset": 3, "state": state}})
+    assert not recovered.is_duplicate("c1", "a")
+    assert recovered.already_observed("c1", 3)

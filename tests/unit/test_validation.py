@@ -5,17 +5,22 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 import pytest
+from hypothesis import given, settings
 
 from stream_app.schemas import Transaction
 from stream_app.validation import (
     MAX_MESSAGE_BYTES,
+    DeadLetterReason,
     RawRecord,
     Rejection,
     dead_letter,
     parse_transaction,
 )
+from tests.malformed_corpus import MalformedCase, corpus
+from tests.malformed_generator import Template, render_stream, templates
 from tests.unit.test_schemas import ORIGINAL_API_REQUEST
 
 pytestmark = pytest.mark.unit
@@ -86,3 +91,49 @@ def test_dead_letter_keeps_original_bytes_and_source() -> None:
         "c1",
     )
     assert letter.reason == "invalid_encoding"
+
+
+# --- the malformed corpus and generated mutations (tests/malformed_corpus.py, _generator.py)
+
+CORPUS = corpus(NOW)
+MESSAGE_ONLY_CASES = [case for case in CORPUS if case.original is None]
+
+
+def test_the_corpus_covers_every_reason_with_at_least_thirty_cases() -> None:
+    assert len(CORPUS) >= 30
+    assert {case.reason for case in CORPUS} == set(get_args(DeadLetterReason))
+
+
+@pytest.mark.parametrize("case", MESSAGE_ONLY_CASES, ids=lambda case: case.name)
+def test_corpus_case_is_rejected_with_its_reason(case: MalformedCase) -> None:
+    result = parse_transaction(case.value, NOW)
+    assert isinstance(result, Rejection), f"{case.name} was accepted"
+    assert (result.reason, case.name) == (case.reason, case.name)
+    assert result.error
+
+
+def test_a_duplicate_is_a_valid_message_on_its_own() -> None:
+    """Only the customer's state makes the second copy bad (see test_processor)."""
+    (duplicate,) = [case for case in CORPUS if case.original is not None]
+    assert isinstance(parse_transaction(duplicate.value, NOW), Transaction)
+
+
+@settings(max_examples=2000, derandomize=True, database=None, deadline=None)
+@given(template=templates())
+def test_generated_mutations_are_rejected_for_the_reason_they_were_made_with(
+    template: Template,
+) -> None:
+    (case,) = render_stream([template], NOW, "unit")
+    result = parse_transaction(case.value, NOW)
+    if case.reason in (None, "duplicate_transaction_id"):  # alone, a duplicate is valid
+        assert isinstance(result, Transaction), getattr(result, "error", "")
+    else:
+        assert isinstance(result, Rejection), f"{case.kind} accepted: {case.value[:300]!r}"
+        assert result.reason == case.reason, f"{case.kind}: {result.error}"
+
+
+def test_a_timestamp_beyond_what_utc_can_hold_is_a_schema_violation_not_a_crash() -> None:
+    result = parse_transaction(with_fields(timestamp="9999-12-31T23:59:59-01:00"), NOW)
+    assert isinstance(result, Rejection)
+    assert result.reason == "schema_violation"
+    assert "out of range in UTC" in result.error
