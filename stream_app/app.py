@@ -40,8 +40,9 @@ def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
     customers = app.Table(
         "customer-state",
         key_type=str,
+        value_type=bytes,  # raw: stream_app.state's binary snapshots, decoded on first use
         partitions=settings.kafka.partitions,
-        help="Per-customer feature state, written as JSON by stream_app.state.",
+        help="Per-customer feature state, written by stream_app.state.",
     )
     # Faust recovers the changelog into this store; the scorer reads and updates it in place,
     # and the publisher writes the changelog together with each batch's verdicts.

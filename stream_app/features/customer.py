@@ -25,6 +25,7 @@ as it is.
 from __future__ import annotations
 
 import math
+import struct
 import sys
 from array import array
 from bisect import bisect_left
@@ -82,6 +83,14 @@ CUSTOMER_FEATURES: tuple[str, ...] = (
 _DAY_SHIFT = 32
 _COUNT_MASK = (1 << _DAY_SHIFT) - 1
 _STATE_VERSION = 1
+# The binary snapshot (the changelog's format): a header, the last region as length-prefixed
+# UTF-8, then each array as a count and its little-endian items. About as large as the state in
+# memory, a third of the JSON snapshot, and decoded without building a Python int per value.
+_BINARY_VERSION = 2
+_HEADER = struct.Struct("<BBqB")  # version, flags, last_us, region length
+_COUNT = struct.Struct("<I")
+_HAS_LAST_US, _HAS_REGION = 1, 2
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 def _int_array(values: Any = ()) -> array[int]:
@@ -94,6 +103,15 @@ def _tag_array(values: Any = ()) -> array[int]:
 
 def _transaction_tag_array(values: Any = ()) -> array[int]:
     return array("q", values)
+
+
+def _little_endian(values: array[int]) -> array[int]:
+    """The array in little-endian order (a copy on big-endian machines; itself elsewhere)."""
+    if _LITTLE_ENDIAN:
+        return values
+    swapped = array(values.typecode, values)
+    swapped.byteswap()
+    return swapped
 
 
 @dataclass(slots=True)
@@ -127,6 +145,53 @@ class CustomerState:
             "seen": self.seen.tolist(),
             "transaction_tags": self.transaction_tags.tolist(),
         }
+
+    def to_bytes(self) -> bytes:
+        """The compact binary snapshot: what the worker writes to the changelog."""
+        region = b"" if self.last_region is None else self.last_region.encode()
+        flags = (_HAS_LAST_US if self.last_us is not None else 0) | (
+            _HAS_REGION if self.last_region is not None else 0
+        )
+        parts = [_HEADER.pack(_BINARY_VERSION, flags, self.last_us or 0, len(region)), region]
+        for values in (self.recent, self.days, self.seen, self.transaction_tags):
+            parts.append(_COUNT.pack(len(values)))
+            parts.append(_little_endian(values).tobytes())
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CustomerState:
+        """Inverse of :meth:`to_bytes`; ValueError for anything it did not write."""
+        try:
+            version, flags, last_us, region_length = _HEADER.unpack_from(data)
+            if version != _BINARY_VERSION:
+                raise ValueError(f"unsupported state version {version!r}")
+            position = _HEADER.size + region_length
+            region = data[_HEADER.size : position].decode() if flags & _HAS_REGION else None
+            arrays = []
+            for make in (_int_array, _int_array, _tag_array, _transaction_tag_array):
+                (count,) = _COUNT.unpack_from(data, position)
+                values = make()
+                end = position + _COUNT.size + count * values.itemsize
+                if end > len(data):
+                    raise ValueError("customer state is truncated")
+                values.frombytes(data[position + _COUNT.size : end])
+                arrays.append(_little_endian(values))
+                position = end
+        except struct.error as exc:  # too short for a header or a count
+            raise ValueError(f"customer state is truncated: {exc}") from exc
+        if position != len(data):
+            raise ValueError("customer state has trailing bytes")
+        recent, days, seen, transaction_tags = arrays
+        if len(recent) % 2 or len(days) % 3:
+            raise ValueError("customer state arrays have the wrong length")
+        return cls(
+            last_us=last_us if flags & _HAS_LAST_US else None,
+            last_region=None if region is None else sys.intern(region),
+            recent=recent,
+            days=days,
+            seen=seen,
+            transaction_tags=transaction_tags,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CustomerState:

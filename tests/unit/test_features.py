@@ -355,13 +355,16 @@ def _replayed_states(
     return replay.customers, replay.merchants, transactions
 
 
-def test_states_round_trip_through_json() -> None:
+def test_states_round_trip_through_json_and_the_binary_snapshot() -> None:
     customers, merchants, transactions = _replayed_states(11)
     probe = transactions[-1]
 
     for key, customer in customers.items():
         restored = CustomerState.from_dict(json.loads(json.dumps(customer.to_dict())))
         assert restored == customer, key
+        assert CustomerState.from_bytes(customer.to_bytes()) == customer, key
+    assert any(customer.last_region for customer in customers.values())
+    assert CustomerState.from_bytes(CustomerState().to_bytes()) == CustomerState()
     for key, merchant in merchants.items():
         restored_merchant = MerchantState.from_dict(json.loads(json.dumps(merchant.to_dict())))
         assert restored_merchant == merchant, key
@@ -369,6 +372,18 @@ def test_states_round_trip_through_json() -> None:
             restored_merchant, to_micros(probe.timestamp)
         ) == merchant_features(merchant, to_micros(probe.timestamp))
     assert any(len(merchant.label_days) for merchant in merchants.values())
+
+
+def test_from_bytes_rejects_other_versions_and_torn_snapshots() -> None:
+    customers, _, _ = _replayed_states(11)
+    snapshot = max(customers.values(), key=lambda customer: len(customer.days)).to_bytes()
+    with pytest.raises(ValueError, match="version"):
+        CustomerState.from_bytes(b"\x01" + snapshot[1:])
+    with pytest.raises(ValueError, match="trailing"):
+        CustomerState.from_bytes(snapshot + b"\x00")
+    for cut in (1, 8, 9, len(snapshot) - 3):
+        with pytest.raises(ValueError, match="truncated"):
+            CustomerState.from_bytes(snapshot[:-cut])
 
 
 def test_from_dict_rejects_other_versions_and_torn_arrays() -> None:

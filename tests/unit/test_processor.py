@@ -196,7 +196,7 @@ def test_a_replay_after_a_crash_is_scored_again_and_a_later_copy_is_not() -> Non
     (change,) = crashed.score_batch(records).state_changes  # written, offsets not committed
 
     # the restarted worker recovers the changelog and is handed the same records again
-    recovered = fresh_scorer(EntityState(customers={"c1": json.loads(change.value)}))
+    recovered = fresh_scorer(EntityState(customers={"c1": change.value}))
     replay = recovered.score_batch(records)
     assert [v.transaction_id for v in replay.verdicts] == ["t0", "t1"]
     assert replay.dead_letters == []
