@@ -12,6 +12,15 @@
 #   KAFKA_SASL_PORT      when set, adds a SASL_PLAINTEXT listener on 127.0.0.1 with SCRAM-SHA-256
 #                        and SCRAM-SHA-512 (unset: none). PLAINTEXT stays on KAFKA_PORT for the
 #                        broker's own tooling; create users with deploy/bin/kafka-configs.
+#   KAFKA_SASL_SSL_PORT  when set, adds a SASL_SSL listener on 127.0.0.1: the same SCRAM users,
+#                        inside TLS. Needs the two below; the certificate's SAN must name what
+#                        clients connect to (IP:127.0.0.1), as clients verify the host name.
+#   KAFKA_SSL_KEYSTORE   PKCS12 file with the broker's private key and certificate chain. Yours to
+#                        provide (your CA, or a throwaway one for tests): none is kept in the repo.
+#   KAFKA_SSL_KEYSTORE_PASSWORD  its password; it goes into server.properties, which only the
+#                        owner may read.
+#   KAFKA_SSL_CLIENT_CA  optional PEM file of the CA(s) that sign client certificates: when set,
+#                        the SASL_SSL listener also requires one (mutual TLS).
 #   KAFKA_START_TIMEOUT  seconds to wait for the broker to answer (60)
 #   KAFKA_STOP_TIMEOUT   seconds to wait for a clean shutdown before SIGKILL (30)
 #   KAFKA_HEAP_OPTS      broker heap (-Xms256m -Xmx768m)
@@ -24,6 +33,10 @@ KAFKA_LOCAL=${KAFKA_LOCAL:-$REPO_ROOT/.local/kafka}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 CONTROLLER_PORT=${CONTROLLER_PORT:-9093}
 KAFKA_SASL_PORT=${KAFKA_SASL_PORT:-}
+KAFKA_SASL_SSL_PORT=${KAFKA_SASL_SSL_PORT:-}
+KAFKA_SSL_KEYSTORE=${KAFKA_SSL_KEYSTORE:-}
+KAFKA_SSL_KEYSTORE_PASSWORD=${KAFKA_SSL_KEYSTORE_PASSWORD:-}
+KAFKA_SSL_CLIENT_CA=${KAFKA_SSL_CLIENT_CA:-}
 KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-60}
 KAFKA_STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}
@@ -33,8 +46,9 @@ BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 TOOL_JAVA_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$SCRIPT_DIR/log4j2-tools.xml")
 
-log() { printf 'broker.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SERVICE_LOG_NAME=broker.sh
+# shellcheck source=../lib/jvm-service.sh
+source "$SCRIPT_DIR/../lib/jvm-service.sh"
 
 # Paths are made absolute once, because the pid check matches the broker's command line.
 resolve_paths() {
@@ -51,45 +65,9 @@ resolve_paths() {
 
 # --- prerequisites and jars -------------------------------------------------------------------
 
-require_java() {
-    command -v java >/dev/null || die "java not found; install a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless)"
-    local version major
-    version=$(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')
-    major=${version%%.*}
-    [[ $major == 1 ]] && major=$(cut -d. -f2 <<<"$version")
-    [[ $major =~ ^[0-9]+$ && $major -ge 17 ]] || die "java $version found; Kafka 4 needs Java 17 or newer"
-}
-
-pom_hash() { sha256sum "$POM" | cut -d' ' -f1; }
-
-libs_complete() { [[ -f $KAFKA_LIBS/.complete && $(<"$KAFKA_LIBS/.complete") == "$(pom_hash)" ]]; }
-
-# Downloads into a temporary folder and renames it, under a lock, so concurrent callers (a test
-# broker, a console tool) never run from a half-copied folder.
 cmd_fetch() {
-    require_java
-    libs_complete && return 0
-    exec 9>"$KAFKA_LIBS.lock"
-    flock 9
-    if ! libs_complete; then
-        command -v mvn >/dev/null || die "mvn not found; install Maven (Debian: apt-get install maven) to fetch the Kafka jars"
-        local staging="$KAFKA_LIBS.partial.$$" started=$SECONDS
-        log "fetching Kafka jars into $KAFKA_LIBS"
-        rm -rf "$staging"
-        # Maven's output is kept for a failure only: -q still prints colour codes on success.
-        if ! mvn -q -B -f "$POM" dependency:copy-dependencies -DincludeScope=runtime \
-            "-DoutputDirectory=$staging" >"$staging.log" 2>&1; then
-            cat "$staging.log" >&2
-            rm -rf "$staging" "$staging.log"
-            die "mvn could not fetch the jars (output above)"
-        fi
-        rm -f "$staging.log"
-        pom_hash >"$staging/.complete"
-        rm -rf "$KAFKA_LIBS"
-        mv "$staging" "$KAFKA_LIBS"
-        log "fetched $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $((SECONDS - started)) s"
-    fi
-    exec 9>&-
+    require_java "Kafka 4"
+    fetch_jars "$KAFKA_LIBS" "$POM" Kafka -DincludeScope=runtime
 }
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -101,38 +79,10 @@ run_admin() {
         "$SCRIPT_DIR/LocalAdmin.java" "$@"
 }
 
-# Alive and not a zombie: a broker whose parent never reaps it still answers kill -0.
-is_alive() {
-    local pid=$1 state
-    kill -0 "$pid" 2>/dev/null || return 1
-    state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
-    [[ $state != Z* ]]
-}
+# Only a JVM running kafka.Kafka from our server.properties counts as our broker.
+is_our_broker() { is_own_process "$1" kafka.Kafka "$PROPS"; }
 
-# Only a process started from *our* server.properties may be signalled: the pid may have been
-# reused by anything since the file was written.
-is_our_broker() {
-    local pid=$1 args
-    is_alive "$pid" || return 1
-    args=$(ps -ww -o args= -p "$pid" 2>/dev/null) || return 1
-    [[ $args == *kafka.Kafka* && $args == *"$PROPS"* ]]
-}
-
-# Prints the pid of our running broker, or fails (and drops a stale pid file).
-running_pid() {
-    [[ -s $PID_FILE ]] || return 1
-    local pid
-    pid=$(<"$PID_FILE")
-    if [[ $pid =~ ^[0-9]+$ ]] && is_our_broker "$pid"; then
-        echo "$pid"
-        return 0
-    fi
-    log "removing stale pid file ($pid is not our broker)"
-    rm -f "$PID_FILE"
-    return 1
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+running_pid() { own_pid "$PID_FILE" kafka.Kafka "$PROPS" broker; }
 
 topic_names() {
     echo "${FRAUDSTREAM_KAFKA__TOPICS__TRANSACTIONS:-transactions}"
@@ -157,11 +107,15 @@ show_log_tail() {
 
 write_server_properties() {
     mkdir -p "$DATA_DIR" "$LOG_DIR"
-    # The optional SASL listener only adds to these lines; without KAFKA_SASL_PORT they are empty.
+    # The optional SASL listeners only add to these lines; without them they are empty.
     local sasl_listener="" sasl_protocol=""
     if [[ -n $KAFKA_SASL_PORT ]]; then
         sasl_listener=",SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT"
         sasl_protocol=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+    fi
+    if [[ -n $KAFKA_SASL_SSL_PORT ]]; then
+        sasl_listener+=",SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT"
+        sasl_protocol+=",SASL_SSL:SASL_SSL"
     fi
     cat >"$PROPS" <<EOF
 # Written by deploy/kafka/broker.sh on every start; edit the script, not this file.
@@ -185,22 +139,65 @@ share.coordinator.state.topic.min.isr=1
 # One member per group locally: no reason to wait for more to join.
 group.initial.rebalance.delay.ms=0
 EOF
-    [[ -z $KAFKA_SASL_PORT ]] || write_sasl_properties
+    chmod 600 "$PROPS" # it may hold the keystore password
+    [[ -z $KAFKA_SASL_PORT && -z $KAFKA_SASL_SSL_PORT ]] || write_sasl_properties
 }
 
-# SCRAM on the SASL listener only: the controller and inter-broker traffic stay on PLAINTEXT, so
-# the broker needs no credentials of its own. Users live in the KRaft metadata log; a login module
-# per mechanism replaces a JAAS file (it holds no secret: the broker verifies, it never logs in).
+# SCRAM on the SASL listeners only: the controller and inter-broker traffic stay on PLAINTEXT, so
+# the broker needs no credentials of its own. Users live in the KRaft metadata log, shared by both
+# listeners; a login module per mechanism replaces a JAAS file (it holds no secret: the broker
+# verifies, it never logs in).
 write_sasl_properties() {
-    [[ $KAFKA_SASL_PORT =~ ^[0-9]+$ ]] || die "KAFKA_SASL_PORT must be a port number, not '$KAFKA_SASL_PORT'"
-    local mechanism
     {
-        echo "# The opt-in SASL listener (KAFKA_SASL_PORT)."
+        if [[ -n $KAFKA_SASL_PORT ]]; then
+            echo "# The opt-in SASL listener (KAFKA_SASL_PORT)."
+        else
+            echo "# The opt-in SASL_SSL listener (KAFKA_SASL_SSL_PORT)."
+        fi
         echo "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512"
-        for mechanism in scram-sha-256 scram-sha-512; do
-            echo "listener.name.sasl_plaintext.$mechanism.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
-        done
+        [[ -z $KAFKA_SASL_PORT ]] || scram_login_modules sasl_plaintext
+        [[ -z $KAFKA_SASL_SSL_PORT ]] || tls_listener_properties
     } >>"$PROPS"
+}
+
+scram_login_modules() {
+    local listener=$1 mechanism
+    for mechanism in scram-sha-256 scram-sha-512; do
+        echo "listener.name.$listener.$mechanism.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    done
+}
+
+# The key store is set on the SASL_SSL listener only (prefixed settings): PLAINTEXT stays plain.
+tls_listener_properties() {
+    local prefix=listener.name.sasl_ssl
+    [[ -z $KAFKA_SASL_PORT ]] || echo "# The opt-in SASL_SSL listener (KAFKA_SASL_SSL_PORT)."
+    scram_login_modules sasl_ssl
+    echo "$prefix.ssl.keystore.type=PKCS12"
+    echo "$prefix.ssl.keystore.location=$KAFKA_SSL_KEYSTORE"
+    # java.util.Properties reads a backslash as an escape, so each is doubled to stay literal.
+    echo "$prefix.ssl.keystore.password=${KAFKA_SSL_KEYSTORE_PASSWORD//\\/\\\\}"
+    if [[ -n $KAFKA_SSL_CLIENT_CA ]]; then
+        echo "$prefix.ssl.truststore.type=PEM"
+        echo "$prefix.ssl.truststore.location=$KAFKA_SSL_CLIENT_CA"
+        echo "$prefix.ssl.client.auth=required"
+    fi
+}
+
+# Checked before the JVM starts: there, a missing file or password is a stack trace in a log.
+check_listener_settings() {
+    local name
+    for name in KAFKA_PORT CONTROLLER_PORT KAFKA_SASL_PORT KAFKA_SASL_SSL_PORT; do
+        [[ -z ${!name} || ${!name} =~ ^[0-9]+$ ]] || die "$name must be a port number, not '${!name}'"
+    done
+    [[ -n $KAFKA_SASL_SSL_PORT ]] || return 0
+    [[ -n $KAFKA_SSL_KEYSTORE ]] || die "KAFKA_SASL_SSL_PORT needs KAFKA_SSL_KEYSTORE, a PKCS12 file with the broker's key and certificate"
+    [[ -f $KAFKA_SSL_KEYSTORE && -r $KAFKA_SSL_KEYSTORE ]] || die "KAFKA_SSL_KEYSTORE '$KAFKA_SSL_KEYSTORE' is not a readable file"
+    [[ -n $KAFKA_SSL_KEYSTORE_PASSWORD ]] || die "KAFKA_SASL_SSL_PORT needs KAFKA_SSL_KEYSTORE_PASSWORD"
+    [[ $KAFKA_SSL_KEYSTORE_PASSWORD != *$'\n'* ]] || die "KAFKA_SSL_KEYSTORE_PASSWORD must be a single line"
+    [[ -z $KAFKA_SSL_CLIENT_CA || -r $KAFKA_SSL_CLIENT_CA ]] || die "KAFKA_SSL_CLIENT_CA '$KAFKA_SSL_CLIENT_CA' is not a readable file"
+    # The broker resolves relative paths from its own working directory.
+    KAFKA_SSL_KEYSTORE=$(readlink -f "$KAFKA_SSL_KEYSTORE")
+    [[ -z $KAFKA_SSL_CLIENT_CA ]] || KAFKA_SSL_CLIENT_CA=$(readlink -f "$KAFKA_SSL_CLIENT_CA")
 }
 
 format_storage() {
@@ -214,18 +211,15 @@ format_storage() {
         -t "$(<"$cluster_id_file")" -c "$PROPS" >&2
 }
 
-# setsid detaches the broker from the caller's session and process group, so a Ctrl-C in the
-# terminal or a test runner ending its group leaves it alone; `broker.sh stop` is the way to end it.
-# The inner bash writes its own pid and then becomes java, so the pid file names the JVM.
+# In the background, detached from the caller (see launch_detached); the pid file names the JVM.
 launch_broker() {
-    rm -f "$PID_FILE"
-    # shellcheck disable=SC2016,SC2086  # $$ is the inner shell's; heap opts are meant to split.
-    nohup setsid bash -c 'echo $$ >"$0" && exec "$@"' "$PID_FILE" \
+    # shellcheck disable=SC2086  # the heap options are meant to split into words
+    launch_detached "$PID_FILE" "$LOG_DIR/broker.out" \
         java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
         -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
         -Djava.awt.headless=true "-Dkafka.logs.dir=$LOG_DIR" \
         "-Dlog4j2.configurationFile=$SCRIPT_DIR/log4j2-broker.xml" \
-        -cp "$KAFKA_LIBS/*" kafka.Kafka "$PROPS" </dev/null >>"$LOG_DIR/broker.out" 2>&1 8>&- &
+        -cp "$KAFKA_LIBS/*" kafka.Kafka "$PROPS"
     local deadline=$((SECONDS + 10))
     until [[ -s $PID_FILE ]]; do
         ((SECONDS < deadline)) || die "the broker process did not start (see $LOG_DIR/broker.out)"
@@ -255,9 +249,11 @@ cmd_start() {
         fi
         die "broker pid $pid is running but does not answer on $BOOTSTRAP; try: $0 stop"
     fi
+    check_listener_settings
     local port
-    for port in "$KAFKA_PORT" "$CONTROLLER_PORT" ${KAFKA_SASL_PORT:+"$KAFKA_SASL_PORT"}; do
-        port_in_use "$port" && die "port $port on 127.0.0.1 is taken by another process; set KAFKA_PORT/CONTROLLER_PORT/KAFKA_SASL_PORT"
+    for port in "$KAFKA_PORT" "$CONTROLLER_PORT" ${KAFKA_SASL_PORT:+"$KAFKA_SASL_PORT"} \
+        ${KAFKA_SASL_SSL_PORT:+"$KAFKA_SASL_SSL_PORT"}; do
+        port_in_use "$port" && die "port $port on 127.0.0.1 is taken by another process; set KAFKA_PORT/CONTROLLER_PORT/KAFKA_SASL_PORT/KAFKA_SASL_SSL_PORT"
     done
     cmd_fetch
     write_server_properties
@@ -288,18 +284,7 @@ cmd_stop() {
         log "not running"
         return 0
     fi
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
-    while is_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    if is_alive "$pid"; then
-        log "broker pid $pid still running after ${KAFKA_STOP_TIMEOUT} s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-        deadline=$((SECONDS + 10))
-        while is_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-        is_alive "$pid" && die "broker pid $pid survived SIGKILL"
-    fi
-    rm -f "$PID_FILE"
-    log "stopped broker pid $pid"
+    stop_process "$PID_FILE" "$pid" "$KAFKA_STOP_TIMEOUT" broker
 }
 
 cmd_status() {
@@ -325,7 +310,7 @@ cmd_clean() {
 
 # Serialises start/stop/clean on one state folder: two test sessions starting the same broker at
 # once would otherwise both launch one and leave the pid file naming the loser. The broker itself
-# must not inherit the lock (see launch_broker's 8>&-).
+# must not inherit the lock (launch_detached closes fd 8).
 lock_state() {
     exec 8>"$KAFKA_LOCAL/.broker.lock"
     flock 8

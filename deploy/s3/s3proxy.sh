@@ -36,8 +36,9 @@ S3PROXY_HEAP_OPTS=${S3PROXY_HEAP_OPTS:--Xmx256m}
 POM="$SCRIPT_DIR/pom.xml"
 ENDPOINT="http://127.0.0.1:$S3PROXY_PORT"
 
-log() { printf 's3proxy.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+SERVICE_LOG_NAME=s3proxy.sh
+# shellcheck source=../lib/jvm-service.sh
+source "$SCRIPT_DIR/../lib/jvm-service.sh"
 
 # Absolute paths, because the pid check matches them against the server's command line.
 resolve_paths() {
@@ -51,44 +52,12 @@ resolve_paths() {
     LOG_FILE="$S3PROXY_LOCAL/s3proxy.log"
 }
 
-require_java() {
-    command -v java >/dev/null || die "java not found; install a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless)"
-    local version major
-    version=$(java -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')
-    major=${version%%.*}
-    [[ $major =~ ^[0-9]+$ && $major -ge 17 ]] || die "java $version found; s3proxy 4 needs Java 17 or newer"
-}
-
-pom_hash() { sha256sum "$POM" | cut -d' ' -f1; }
-
 jar_path() { find "$S3PROXY_LIBS" -maxdepth 1 -name 's3proxy-*.jar' -print -quit; }
 
-libs_complete() { [[ -f $S3PROXY_LIBS/.complete && $(<"$S3PROXY_LIBS/.complete") == "$(pom_hash)" ]]; }
-
-# Into a staging folder renamed under a lock, so concurrent callers never run a half-copied jar.
 # -C: a checksum mismatch fails the download instead of warning.
 cmd_fetch() {
-    require_java
-    libs_complete && return 0
-    exec 9>"$S3PROXY_LIBS.lock"
-    flock 9
-    if ! libs_complete; then
-        command -v mvn >/dev/null || die "mvn not found; install Maven (Debian: apt-get install maven)"
-        local staging="$S3PROXY_LIBS.partial.$$"
-        log "fetching s3proxy into $S3PROXY_LIBS"
-        rm -rf "$staging"
-        if ! mvn -q -B -C -f "$POM" dependency:copy-dependencies "-DoutputDirectory=$staging" \
-            >"$staging.log" 2>&1; then
-            cat "$staging.log" >&2
-            rm -rf "$staging" "$staging.log"
-            die "mvn could not fetch s3proxy (output above)"
-        fi
-        rm -f "$staging.log"
-        pom_hash >"$staging/.complete"
-        rm -rf "$S3PROXY_LIBS"
-        mv "$staging" "$S3PROXY_LIBS"
-    fi
-    exec 9>&-
+    require_java "s3proxy 4"
+    fetch_jars "$S3PROXY_LIBS" "$POM" s3proxy -C
 }
 
 # A random key pair on first use, kept beside the data so `env` can hand it out later.
@@ -140,28 +109,7 @@ set_java_command() {
         -jar "$(jar_path)" --properties "$CONF")
 }
 
-is_alive() {
-    local pid=$1 state
-    kill -0 "$pid" 2>/dev/null || return 1
-    state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
-    [[ $state != Z* ]]
-}
-
-# Only a server started from *our* config may be signalled: the pid may have been reused since.
-running_pid() {
-    [[ -s $PID_FILE ]] || return 1
-    local pid args
-    pid=$(<"$PID_FILE")
-    if [[ $pid =~ ^[0-9]+$ ]] && is_alive "$pid" && args=$(ps -ww -o args= -p "$pid" 2>/dev/null) &&
-        [[ $args == *s3proxy* && $args == *"$CONF"* ]]; then
-        echo "$pid"
-        return 0
-    fi
-    rm -f "$PID_FILE"
-    return 1
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$S3PROXY_PORT") 2>/dev/null; }
+running_pid() { own_pid "$PID_FILE" s3proxy "$CONF" s3proxy; }
 
 # Any HTTP status line means Jetty is serving; the request is unsigned, so it is refused (403).
 # shellcheck disable=SC2016  # $0 is the inner shell's: the port passed after the script
@@ -172,7 +120,7 @@ answers_http() {
 }
 
 cmd_run() {
-    port_in_use && die "port $S3PROXY_PORT on 127.0.0.1 is taken; set S3PROXY_PORT"
+    port_in_use "$S3PROXY_PORT" && die "port $S3PROXY_PORT on 127.0.0.1 is taken; set S3PROXY_PORT"
     cmd_fetch
     write_conf
     set_java_command
@@ -185,14 +133,11 @@ cmd_start() {
         log "already running (pid $pid) on $ENDPOINT"
         return 0
     fi
-    port_in_use && die "port $S3PROXY_PORT on 127.0.0.1 is taken; set S3PROXY_PORT"
+    port_in_use "$S3PROXY_PORT" && die "port $S3PROXY_PORT on 127.0.0.1 is taken; set S3PROXY_PORT"
     cmd_fetch
     write_conf
     set_java_command
-    # setsid: a Ctrl-C in the caller's terminal leaves it running; `stop` is the way to end it.
-    # shellcheck disable=SC2016  # $$ is the inner shell's pid, written before it becomes java
-    nohup setsid bash -c 'echo $$ >"$0" && exec "$@"' "$PID_FILE" "${JAVA_COMMAND[@]}" \
-        </dev/null >>"$LOG_FILE" 2>&1 &
+    launch_detached "$PID_FILE" "$LOG_FILE" "${JAVA_COMMAND[@]}"
     local deadline=$((SECONDS + S3PROXY_START_TIMEOUT))
     until [[ -s $PID_FILE ]] && answers_http; do
         if ((SECONDS >= deadline)) || { [[ -s $PID_FILE ]] && ! is_alive "$(<"$PID_FILE")"; }; then
@@ -208,15 +153,7 @@ cmd_start() {
 cmd_stop() {
     local pid
     pid=$(running_pid) || { log "not running"; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + S3PROXY_STOP_TIMEOUT))
-    while is_alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-    if is_alive "$pid"; then
-        log "pid $pid still running after ${S3PROXY_STOP_TIMEOUT} s; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PID_FILE"
-    log "stopped s3proxy pid $pid"
+    stop_process "$PID_FILE" "$pid" "$S3PROXY_STOP_TIMEOUT" s3proxy
 }
 
 cmd_status() {
