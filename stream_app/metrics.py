@@ -37,6 +37,7 @@ class WorkerMetrics:
     labels_applied: Counter
     labels_rejected: Counter
     consumer_lag: Gauge
+    unreadable_states: Counter
 
 
 def create_worker_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -116,6 +117,11 @@ def _build(registry: CollectorRegistry) -> WorkerMetrics:
             "fraudstream_labels_rejected",
             "Labels not usable for merchant risk, by reason.",
             ["reason"],
+            registry=registry,
+        ),
+        unreadable_states=Counter(
+            "fraudstream_unreadable_customer_states",
+            "Recovered customer states that could not be decoded (the customer started empty).",
             registry=registry,
         ),
         consumer_lag=Gauge(

@@ -59,6 +59,7 @@ class BatchScorer:
         self.thresholds = thresholds
         self.metrics = metrics
         self.state = state if state is not None else EntityState()
+        self.state.on_unreadable = metrics.unreadable_states.inc
         self.rules = rules if rules is not None else Rules()
         self.shadow = shadow
         metrics.model_info.labels(model.metadata.name, model.metadata.version).set(1)

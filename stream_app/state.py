@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import struct
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from stream_app import features
+
+log = logging.getLogger(__name__)
 
 NO_OFFSET = -1
 # Retries and resends follow their original within a few messages of the customer; eight
@@ -57,8 +60,10 @@ _OFFSET = struct.Struct("<q")
 
 
 def encode_customer(state: features.CustomerState, offset: int) -> bytes:
-    """The changelog value: the offset of the last transaction folded in, then the state."""
-    return _OFFSET.pack(offset) + state.to_bytes()
+    """The changelog value: the state's binary snapshot, then the offset of the last
+    transaction folded in. The snapshot's first byte is its format version, never ``{``, which
+    is how :func:`decode_customer` tells it from the JSON form."""
+    return state.to_bytes() + _OFFSET.pack(offset)
 
 
 def encode_key(customer_id: str) -> bytes:
@@ -73,8 +78,10 @@ def decode_customer(payload: bytes | dict[str, Any]) -> tuple[features.CustomerS
         payload = json.loads(payload)
     if isinstance(payload, dict):
         return features.CustomerState.from_dict(payload["state"]), int(payload["offset"])
-    (offset,) = _OFFSET.unpack_from(payload)
-    return features.CustomerState.from_bytes(payload[_OFFSET.size :]), offset
+    if len(payload) < _OFFSET.size:
+        raise ValueError(f"customer state of {len(payload)} bytes is truncated")
+    (offset,) = _OFFSET.unpack_from(payload, len(payload) - _OFFSET.size)
+    return features.CustomerState.from_bytes(payload[: -_OFFSET.size]), offset
 
 
 def transaction_tag(transaction_id: str) -> int:
@@ -105,6 +112,8 @@ class EntityState:
     merchants: dict[str, features.MerchantState] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)
     changed: dict[str, int] = field(default_factory=dict)
+    # Called once per changelog value that could not be decoded (the worker counts them).
+    on_unreadable: Callable[[], None] = field(default=lambda: None)
 
     def customer(self, customer_id: str) -> features.CustomerState:
         """The customer's state, decoding a value recovered from the changelog on first use."""
@@ -112,11 +121,24 @@ class EntityState:
         if isinstance(stored, features.CustomerState):
             return stored
         if isinstance(stored, bytes | dict):
-            state, offset = decode_customer(stored)
-            self.offsets[customer_id] = offset
+            state = self._recovered(customer_id, stored)
         else:
             state = features.CustomerState()
         self.customers[customer_id] = state
+        return state
+
+    def _recovered(
+        self, customer_id: str, stored: bytes | dict[str, Any]
+    ) -> features.CustomerState:
+        try:
+            state, offset = decode_customer(stored)
+        except (ValueError, KeyError, TypeError) as exc:
+            # A value this code cannot read (corrupted, or from an incompatible release) must
+            # not stop the worker: the customer starts over with empty history, and says so.
+            log.error("customer state unreadable, starting empty: customer=%s %s", customer_id, exc)
+            self.on_unreadable()
+            return features.CustomerState()
+        self.offsets[customer_id] = offset
         return state
 
     def peek_customer(self, customer_id: str) -> features.CustomerState:

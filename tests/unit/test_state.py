@@ -127,3 +127,23 @@ def test_json_states_written_before_the_binary_format_still_recover() -> None:
         assert recovered.customer("c1") == customer
         assert recovered.already_observed("c1", 2)
         assert not recovered.already_observed("c1", 3)
+
+
+def test_a_snapshot_whose_offset_starts_with_a_brace_is_not_taken_for_json() -> None:
+    state = EntityState()
+    observe(state, txn("t0", 0), partition=0, offset=ord("{"))
+    (record,) = state.take_changes()
+    assert decode_customer(record.value)[1] == ord("{")
+
+
+def test_an_unreadable_state_starts_the_customer_empty_and_is_counted() -> None:
+    original = EntityState()
+    observe(original, txn("t0", 0), partition=0, offset=4)
+    (record,) = original.take_changes()
+    unreadable: list[str] = []
+    for stored in (record.value[:-3], b"{not json", b"\x07" + record.value[1:], {"offset": 1}):
+        recovered = EntityState(customers={"c1": stored})
+        recovered.on_unreadable = lambda: unreadable.append("c1")
+        assert recovered.customer("c1") == features.CustomerState()
+        assert not recovered.already_observed("c1", 0)
+    assert len(unreadable) == 4
