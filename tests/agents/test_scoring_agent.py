@@ -16,6 +16,7 @@ from stream_app.model_store import ModelStore
 from stream_app.model_swap import ModelSwapper, create_swap_metrics
 from stream_app.parts import WorkerParts
 from stream_app.processor import BatchResult, BatchScorer
+from stream_app.publisher import BatchDelivery
 from stream_app.scoring import Thresholds
 from stream_app.settings import Settings, WorkerSettings
 from tests.unit.test_processor import amount_model, transaction
@@ -24,18 +25,35 @@ pytestmark = pytest.mark.agents
 
 
 class RecordingPublisher:
-    """Stands in for the Kafka publisher: keeps each batch's result and counts flushes."""
+    """Stands in for the Kafka publisher: keeps each batch's result. The broker's answers come
+    when the test releases them (at once unless the test holds them)."""
 
     def __init__(self) -> None:
         self.results: list[BatchResult] = []
-        self.flushes = 0
+        self.deliveries: list[BatchDelivery] = []
+        self.confirmations = 0
+        self.waiting = asyncio.Event()  # someone waits for the broker's answers
+        self.released = asyncio.Event()
+        self.released.set()
         self.changelog_topic: str | None = None
 
-    def enqueue(self, result: BatchResult) -> None:
+    def enqueue(self, result: BatchResult) -> BatchDelivery:
         self.results.append(result)
+        delivery = BatchDelivery(failure_log=[])
+        delivery.seal(1)  # one answer outstanding, given once released
+        self.deliveries.append(delivery)
+        return delivery
 
-    def flush(self, timeout_seconds: float) -> None:
-        self.flushes += 1
+    def serve_deliveries(self) -> None:
+        if self.results:
+            self.waiting.set()
+        if self.released.is_set():
+            for delivery in self.deliveries:
+                delivery.answered = 1
+
+    def check_delivered(self, delivery: BatchDelivery, waited_seconds: float) -> None:
+        assert delivery.done
+        self.confirmations += 1
 
 
 class QuietReader:
@@ -52,7 +70,9 @@ class QuietReader:
         return []
 
 
-def build(tmp_path: Path) -> tuple[Any, RecordingPublisher, BatchScorer]:
+def build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Any, RecordingPublisher, BatchScorer]:
     settings = Settings(worker=WorkerSettings(data_dir=tmp_path, batch_within_seconds=0.05))
     metrics = create_worker_metrics()
     model = amount_model()
@@ -60,7 +80,10 @@ def build(tmp_path: Path) -> tuple[Any, RecordingPublisher, BatchScorer]:
     publisher = RecordingPublisher()
     swapper = ModelSwapper(model, ModelStore(None), create_swap_metrics(metrics.registry))
     parts = WorkerParts(scorer, publisher, QuietReader(), QuietReader(), swapper)  # type: ignore[arg-type]
-    return create_app(settings, parts), publisher, scorer
+    app = create_app(settings, parts)
+    # No broker in the test context: each partition's high watermark is 10 here.
+    monkeypatch.setattr(app.consumer, "highwater", lambda tp: 10)
+    return app, publisher, scorer
 
 
 def outputs(publisher: RecordingPublisher) -> int:
@@ -75,8 +98,10 @@ async def until(condition: Any, deadline_seconds: float) -> None:
         await asyncio.sleep(0.01)
 
 
-def test_agent_scores_puts_in_batches_and_writes_state_changes(tmp_path: Path) -> None:
-    app, publisher, scorer = build(tmp_path)
+def test_agent_scores_puts_in_batches_and_writes_state_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, publisher, scorer = build(tmp_path, monkeypatch)
     agent = app.agents["stream_app.app.score_transactions"]
 
     async def scenario() -> None:
@@ -94,6 +119,39 @@ def test_agent_scores_puts_in_batches_and_writes_state_changes(tmp_path: Path) -
     changes = [c for result in publisher.results for c in result.state_changes]
     assert [v.transaction_id for v in verdicts] == [f"t{i}" for i in range(5)]
     assert [d.reason for d in letters] == ["invalid_json"]
-    assert publisher.flushes == len(publisher.results) <= 6
+    assert publisher.confirmations == len(publisher.results) <= 6
     assert {json.loads(c.key) for c in changes} == {"c0", "c1"}
     assert scorer.metrics.registry.get_sample_value("fraudstream_transactions_scored_total") == 5
+
+
+def test_a_batch_is_acknowledged_only_after_its_outputs_are_confirmed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, publisher, scorer = build(tmp_path, monkeypatch)
+    agent = app.agents["stream_app.app.score_transactions"]
+    publisher.released.clear()
+
+    async def scenario() -> tuple[list[bool], list[bool]]:
+        async with agent.test_context() as test_agent:
+
+            async def put(index: int) -> Any:
+                value = transaction(f"t{index}", "c0", 20.0 + index, minutes=index)
+                return await test_agent.put(value, key=b"c0", partition=0, wait=False)
+
+            events = [await put(index) for index in range(3)]
+            await until(publisher.waiting.is_set, deadline_seconds=10)
+            # The first batch waits for the broker; the agent takes and scores the next meanwhile.
+            events += [await put(index) for index in range(3, 5)]
+            await until(lambda: outputs(publisher) == 5, deadline_seconds=10)
+            held = [event.message.acked for event in events]
+            publisher.released.set()
+            await until(lambda: all(e.message.acked for e in events), deadline_seconds=10)
+            return held, [event.message.acked for event in events]
+
+    held, released = asyncio.run(scenario())
+    assert held == [False] * 5, "nothing acknowledged before the broker confirmed it"
+    assert released == [True] * 5
+    assert len(publisher.results) >= 2
+    assert publisher.confirmations == len(publisher.results)
+    lag = scorer.metrics.registry.get_sample_value("fraudstream_consumer_lag", {"partition": "0"})
+    assert lag == 10 - 4 - 1  # high watermark 10, last offset 4
