@@ -5,19 +5,20 @@ The guarantee under test is at least once: every transaction the broker acknowle
 verdict, whatever fails. Duplicates are allowed, but bounded by how often offsets are committed.
 
 Where duplicates come from, and their bound. The agent acknowledges a batch only after the
-broker confirmed all its outputs; Faust commits acknowledged offsets on a timer
-(``broker_commit_interval``) and after every ``broker_commit_every`` acknowledgements (checked
-by its fetcher, across all partitions: one commit covers every partition, so the bound does not
-grow with the partition count). A worker killed with SIGKILL therefore loses, as committed
-progress, at most:
+broker confirmed all its outputs, batches in order, with at most ``MAX_BATCHES_IN_FLIGHT`` published
+and not yet acknowledged while the next one is scored (stream_app/app.py). Offsets of
+acknowledged batches are committed on Faust's timer (``broker_commit_interval``) and after every
+``broker_commit_every`` acknowledgements (by the acknowledging task; one commit covers every
+partition, so the bound does not grow with the partition count). A worker killed with SIGKILL
+therefore loses, as committed progress, at most:
 
 - the acknowledged but not yet committed transactions: up to ``commit_every``, and up to
-  ``commit_every`` more when the count-triggered commit finds a timer commit in flight (Faust
-  then skips it and resets its counter), so ``2 * commit_every``;
-- the batch acknowledged while a commit is in flight, and the batch whose outputs were
-  published but not yet acknowledged when the process died: ``2 * batch_size``.
+  ``commit_every`` more when the count-triggered commit finds a timer commit in flight, so
+  ``2 * commit_every``;
+- the batches whose outputs were (perhaps partly) published but not yet acknowledged: the ones
+  in flight and the one being handed to the producer, ``(MAX_BATCHES_IN_FLIGHT + 1) * batch_size``.
 
-A restarted worker scores those again. So duplicates <= 2 * commit_every + 2 * batch_size.
+A restarted worker scores those again, so duplicates <= 2 * commit_every + 3 * batch_size.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from stream_app.app import MAX_BATCHES_IN_FLIGHT
 from stream_app.schemas import Transaction
 from stream_app.settings import TopicNames
 from tests.conftest import WorkerProcess
@@ -75,7 +77,7 @@ class CommitPolicy:
     @property
     def duplicate_bound(self) -> int:
         """The most transactions a SIGKILL can make a restarted worker score again (see top)."""
-        return 2 * self.commit_every + 2 * self.batch_size
+        return 2 * self.commit_every + (MAX_BATCHES_IN_FLIGHT + 1) * self.batch_size
 
     def worker_settings(self) -> dict[str, str]:
         return {"batch_size": str(self.batch_size)}
