@@ -74,6 +74,8 @@ def _new_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         stream_buffer_maxsize=max(4096, worker.batch_size * 4),
         broker_credentials=faust_credentials(kafka),
+        broker_session_timeout=worker.session_timeout_seconds,
+        broker_heartbeat_interval=worker.session_timeout_seconds / 5,
     )
     # Before anything creates the default one: fetched messages reach the agent more cheaply.
     app.transport = InlineHandOverTransport(app.conf.broker_consumer, app)

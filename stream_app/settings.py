@@ -134,6 +134,10 @@ class WorkerSettings(Section):
     """Most transactions scored in one batch."""
     batch_within_seconds: float = Field(default=0.05, gt=0)
     """Longest wait to fill a batch: bounds the added latency at low traffic."""
+    session_timeout_seconds: float = Field(default=20, ge=6, le=300)
+    """How long the group waits for a silent worker (one killed with SIGKILL) before its
+    partitions go to the others, or to its restart: the floor of recovery after a crash.
+    Faust's own default is 60 s; heartbeats are sent every fifth of this."""
     model_path: Path = Path(".local/models/champion")
     """Model folder (model.ubj + metadata.json) loaded at start."""
     review_threshold: float | None = Field(default=None, ge=0, le=1)

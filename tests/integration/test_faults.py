@@ -65,14 +65,15 @@ START_TIMEOUT = 180.0
 
 @dataclass(frozen=True)
 class CommitPolicy:
-    """Batching and Faust's group knobs (set through Faust's own environment variables)."""
+    """Batching, the group's session timeout (worker settings) and Faust's commit knobs (set
+    through Faust's own environment variables)."""
 
     batch_size: int
     commit_every: int
     commit_interval: float = 2.8  # Faust's default broker_commit_interval
     # How long the group waits for a member that died without leaving (SIGKILL) before it
     # hands the member's partitions to others: the floor of recovery after a kill -9.
-    session_timeout: float = 60.0  # Faust's default broker_session_timeout
+    session_timeout: float = 20.0  # the worker's default session_timeout_seconds
 
     @property
     def duplicate_bound(self) -> int:
@@ -80,17 +81,19 @@ class CommitPolicy:
         return 2 * self.commit_every + (MAX_BATCHES_IN_FLIGHT + 1) * self.batch_size
 
     def worker_settings(self) -> dict[str, str]:
-        return {"batch_size": str(self.batch_size)}
+        return {
+            "batch_size": str(self.batch_size),
+            "session_timeout_seconds": str(self.session_timeout),
+        }
 
     def faust_env(self) -> dict[str, str]:
         return {
             "BROKER_COMMIT_EVERY": str(self.commit_every),
             "BROKER_COMMIT_INTERVAL": str(self.commit_interval),
-            "BROKER_SESSION_TIMEOUT": str(self.session_timeout),
         }
 
 
-# What production runs with: the worker's default batch, Faust's default commit policy.
+# What production runs with: the worker's defaults, Faust's default commit policy.
 DEFAULT_POLICY = CommitPolicy(batch_size=1000, commit_every=10_000)
 # Tighter commits, so that a short stream can tell the bound from "everything twice", and a
 # shorter session, so that the short tests do not wait a minute for the dead member to expire.
