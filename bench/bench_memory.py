@@ -57,12 +57,7 @@ def prefill(changelog: str, customers: int, values: Sequence[bytes]) -> int:
         value = values[index % len(values)]
         key = encode_key(f"C{index:08d}")
         written += len(key) + len(value)
-        while True:
-            try:
-                producer.produce(changelog, value, key)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        benchkit.produce_waiting(producer, changelog, value, key)
         if index % 10_000 == 0:
             producer.poll(0)
     if producer.flush(300):

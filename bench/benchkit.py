@@ -122,6 +122,16 @@ def transaction_id(value: bytes) -> str:
     return str(json.loads(value)["transaction_id"])
 
 
+def produce_waiting(producer: Producer, topic: str, value: bytes, key: bytes) -> None:
+    """Enqueue one message, serving delivery reports while librdkafka's queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value, key)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def produce(topic: str, messages: Sequence[Message], rate: float | None = None) -> dict[str, float]:
     """Produce ``messages`` (as fast as possible, or paced at ``rate``/s); returns the wall
     time each transaction was handed to the client, by transaction id."""
@@ -134,12 +144,7 @@ def produce(topic: str, messages: Sequence[Message], rate: float | None = None) 
             if ahead > 0.001:
                 time.sleep(ahead)
             sent[transaction_id(value)] = time.time()
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, topic, value, key)
         producer.poll(0)
     if producer.flush(120):
         raise SystemExit(f"could not produce to {topic}")
