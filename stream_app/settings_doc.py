@@ -25,7 +25,12 @@ def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str]]
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield from _rows(annotation, f"{prefix}{name.upper()}__")
         else:
-            yield f"{prefix}{name.upper()}", _default(info), info.description or ""
+            yield f"{prefix}{name.upper()}", _default(info), _one_line(info.description or "")
+
+
+def _one_line(description: str) -> str:
+    """A docstring wrapped over several lines would break the Markdown table row."""
+    return " ".join(description.split())
 
 
 def _default(info: FieldInfo) -> str:

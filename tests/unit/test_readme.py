@@ -16,3 +16,10 @@ def test_readme_settings_table_is_current() -> None:
     assert documented == settings_table(), (
         "README configuration table is stale: run `python -m stream_app.settings_doc --write`"
     )
+
+
+def test_every_setting_is_one_table_row() -> None:
+    """A docstring wrapped over lines must not spill out of its row (Markdown ends it there)."""
+    _header, separator, *rows = settings_table().splitlines()
+    assert separator == "|---|---|---|"
+    assert all(row.startswith("| `FRAUDSTREAM_") and row.endswith(" |") for row in rows)
