@@ -289,7 +289,9 @@ class Plan:
             "WINDOW_SIZE": self.window_rows,
             "MIN_WINDOW_ROWS": self.window_rows // 2,
             "WINDOW_SECONDS": int(3 * DAY.total_seconds()),  # windows close by size
-            "CONSECUTIVE_WINDOWS": 2,
+            # The product's default: with 2 a run of noisy pre-drift windows could raise a false
+            # request (label-count features wander with fraud incidents); 3 costs ~0.4 day.
+            "CONSECUTIVE_WINDOWS": 3,
             "COOLDOWN_SECONDS": int(self.cooldown_seconds),
             "AUTO_OFFSET_RESET": "latest",  # started after the warm-up: live windows only
         }

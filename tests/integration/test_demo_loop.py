@@ -49,7 +49,7 @@ DRIFT_AT_COUNT = 6300  # 3.5 simulated days into the live part: room for control
 # that day's fraud rows before the switch come on top (producers/simulator.py _due_switches),
 # about 2 % of a day's rows at FRAUD_SCALE 3, more with an incident: allow a tenth of a day.
 DRIFT_SLACK_SHARE_OF_DAY = 0.1
-CONSECUTIVE = 2  # the demo's FRAUDSTREAM_DRIFT__CONSECUTIVE_WINDOWS
+CONSECUTIVE = 3  # the demo's FRAUDSTREAM_DRIFT__CONSECUTIVE_WINDOWS
 DEMO_TIMEOUT_SECONDS = 480
 NEW_CATEGORIES = {"crypto_exchange", "ev_charging"}
 MODEL_NAME = "fraudstream-xgb"

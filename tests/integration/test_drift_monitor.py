@@ -155,7 +155,7 @@ def test_monitor_requests_one_retrain_after_two_drifted_windows_and_reports_ever
     assert (request.window_start, request.window_end) == (expected.start, expected.end)
     assert request.request_id == request_id(expected)
     assert messages[0].key() == request.request_id.encode()
-    assert {"amount", "merchant_category_code"} <= set(request.drifted_features)
+    assert {"amount_usd", "merchant_category_code"} <= set(request.drifted_features)
 
     store = LocalStore(tmp_path / "store")
     windows = CLEAN_WINDOWS + DRIFTED_WINDOWS
