@@ -16,7 +16,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from faust.types import TP, EventT
@@ -37,7 +37,8 @@ DELIVERY_POLL_SECONDS = 0.002
 # Batches published but not yet acknowledged: one being confirmed while the next is scored.
 MAX_BATCHES_IN_FLIGHT = 2
 READERS_DRAIN_SECONDS = 1.0
-EXIT_PUBLISH_FAILED = 70
+# EX_SOFTWARE: the worker stops without acknowledging a batch, for its supervisor to restart it.
+EXIT_UNACKNOWLEDGED = 70
 
 
 def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
@@ -100,11 +101,21 @@ def _add_scoring_agent(app: faust.App, settings: Settings, parts: WorkerParts) -
         async with in_flight.running():
             async for events in batches:
                 await in_flight.wait_for_room()
-                _swap_if_ready(parts, settings)
-                parts.scorer.apply_labels(parts.labels.drain())
-                result = parts.scorer.score_batch(_raw_records(events))
-                in_flight.add(events, parts.publisher.enqueue(result))
+                try:
+                    delivery = _score_and_publish(parts, settings, events)
+                except Exception as exc:  # a bug, not bad input (that is dead-lettered)
+                    _exit_without_acknowledging("scoring a batch failed", exc)
+                in_flight.add(events, delivery)
                 _record_lag(app, events, parts.scorer.metrics.consumer_lag)
+
+
+def _score_and_publish(
+    parts: WorkerParts, settings: Settings, events: Sequence[EventT[Any]]
+) -> BatchDelivery:
+    _swap_if_ready(parts, settings)
+    parts.scorer.apply_labels(parts.labels.drain())
+    result = parts.scorer.score_batch(_raw_records(events))
+    return parts.publisher.enqueue(result)
 
 
 # A batch's events (to acknowledge) and the broker's answers for its outputs (to wait for).
@@ -161,7 +172,7 @@ class InFlightBatches:
                 for event in events:
                     await self.stream.ack(event)
             except Exception as exc:  # unconfirmed, or acknowledging broke: never ack blindly
-                _exit_without_acknowledging(exc)
+                _exit_without_acknowledging("outputs not acknowledged", exc)
             self.room.release()
             await self._commit_every_so_often(len(events))
 
@@ -273,13 +284,15 @@ def _raw_records(events: Sequence[EventT[Any]]) -> list[RawRecord]:
     ]
 
 
-def _exit_without_acknowledging(exc: Exception) -> None:
-    # Leaving through the normal error path would let Faust acknowledge (and later commit) the
-    # batch whose verdicts the broker never confirmed. Exiting at once keeps those offsets
-    # uncommitted, so the restarted worker scores the batch again: at least once, never lost.
-    log.critical("outputs not acknowledged, exiting for a restart: %s", exc)
+def _exit_without_acknowledging(what: str, exc: Exception) -> NoReturn:
+    # Leaving through Faust's error path would be worse either way: it would acknowledge (and
+    # later commit) a batch whose verdicts the broker never confirmed; or, for a failure while
+    # scoring, restart the agent past the batch, whose offsets then stay unacknowledged and hold
+    # every later commit of their partitions back while the worker seems healthy. Exiting at
+    # once keeps the offsets uncommitted, so the restarted worker scores the batch again.
+    log.critical("%s, exiting for a restart: %r", what, exc, exc_info=exc)
     logging.shutdown()
-    os._exit(EXIT_PUBLISH_FAILED)
+    os._exit(EXIT_UNACKNOWLEDGED)
 
 
 # /predict answers: a client error's status by rejection reason (the body names the fields);

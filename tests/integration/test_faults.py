@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.app import MAX_BATCHES_IN_FLIGHT
+from stream_app.app import EXIT_UNACKNOWLEDGED, MAX_BATCHES_IN_FLIGHT
 from stream_app.schemas import Transaction
 from stream_app.settings import TopicNames
 from tests.conftest import WorkerProcess
@@ -49,7 +49,7 @@ from tests.integration.fault_helpers import (
     simulated_transactions,
 )
 from tests.integration.worker_helpers import metric, ready
-from tests.kafka_helpers import delete_topics, unique_topics, wait_until
+from tests.kafka_helpers import REPO_ROOT, delete_topics, unique_topics, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -372,4 +372,95 @@ def test_scale_out_and_in_mid_stream_moves_state_with_partitions(
     assert log_.duplicates <= 2 * policy.duplicate_bound
     assert moved, "some customers must have been scored on both sides of the moves"
     assert not mismatched_features(moved, expected), "state did not follow its partition"
+    assert_first_verdicts_match_offline(log_, expected)
+
+
+# --- 4. a bug raises while a batch is scored ------------------------------------------------------
+
+# Loaded by the worker's interpreter (``sitecustomize`` on its PYTHONPATH): the first batch that
+# holds the marked transaction raises, as a bug in the scoring code would; the flag file makes
+# it happen once, so the restarted worker scores that batch normally.
+INJECTED_BUG = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, os.environ["FAULT_REPO_ROOT"])
+from stream_app.processor import BatchScorer
+
+_score_batch = BatchScorer.score_batch
+_marker = os.environ["FAULT_MARKER"].encode()
+_flag = Path(os.environ["FAULT_FLAG"])
+
+def score_batch(self, records):
+    if not _flag.exists() and any(_marker in (record.value or b"") for record in records):
+        _flag.write_text("raised once")
+        raise RuntimeError("injected bug while scoring")
+    return _score_batch(self, records)
+
+BatchScorer.score_batch = score_batch
+"""
+
+
+def test_a_bug_while_scoring_exits_for_a_restart_that_scores_the_batch_again(
+    kafka_bootstrap: str,
+    topics: TopicNames,
+    trained_model_dir: Path,
+    workers: Workers,
+    tmp_path: Path,
+    measured: dict[str, float],
+) -> None:
+    """Faust's own answer to an agent that raises is to restart the agent past the batch: its
+    offsets would stay unacknowledged, holding back every later commit of their partitions, and
+    its transactions would get no verdict until some later restart. The worker exits instead
+    (code 70), and its restart scores the batch."""
+    count, policy = 3000, TIGHT_POLICY
+    transactions = simulated_transactions(count)
+    expected = offline_recovered_features(transactions)
+    injection = tmp_path / "injected"
+    injection.mkdir()
+    (injection / "sitecustomize.py").write_text(INJECTED_BUG)
+    flag = tmp_path / "raised.flag"
+    env = {
+        **policy.faust_env(),
+        "PYTHONPATH": str(injection),
+        "FAULT_REPO_ROOT": str(REPO_ROOT),
+        "FAULT_MARKER": transactions[count // 2].transaction_id,
+        "FAULT_FLAG": str(flag),
+    }
+    identity = {
+        "app_id": f"fault-bug-{uuid.uuid4().hex[:8]}",
+        "data_dir": str(tmp_path / "bug-data"),
+        **policy.worker_settings(),
+    }
+    first = started(workers.start(kafka_bootstrap, topics, trained_model_dir, env, **identity))
+    producer = ConfirmedProducer(kafka_bootstrap, topics.transactions, transactions).start()
+    reader = VerdictReader(kafka_bootstrap, topics.scores)
+    try:
+        wait_until(lambda: first.process.poll() is not None, 180, "the worker to exit")
+        exited_at = time.monotonic()
+        assert first.process.returncode == EXIT_UNACKNOWLEDGED, first.log_tail()
+        assert flag.exists()
+        assert "scoring a batch failed, exiting for a restart" in first.log_tail(200)
+        scored_by_first = len(reader.settle(1.0).counts)
+        assert transactions[count // 2].transaction_id not in reader.log.counts
+
+        second = started(workers.start(kafka_bootstrap, topics, trained_model_dir, env, **identity))
+        producer.join(120)
+        log_ = reader.wait_for(
+            lambda v: producer.acked <= set(v.counts), 300, "every acknowledged transaction"
+        )
+        measured["exit_to_all_scored_s"] = time.monotonic() - exited_at
+        log_ = reader.settle()
+    finally:
+        reader.close()
+
+    measured.update(
+        transactions=count,
+        scored_before_the_bug=scored_by_first,
+        duplicates=log_.duplicates,
+        duplicate_bound=policy.duplicate_bound,
+    )
+    assert second.process.poll() is None, second.log_tail()
+    assert_every_acked_transaction_scored(producer, log_, transactions)
+    assert log_.duplicates <= policy.duplicate_bound
+    # The failed batch changed no state the restart recovers: features match training exactly.
     assert_first_verdicts_match_offline(log_, expected)
