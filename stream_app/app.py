@@ -77,6 +77,7 @@ def _new_app(settings: Settings) -> faust.App:
         broker_credentials=faust_credentials(kafka),
         broker_session_timeout=worker.session_timeout_seconds,
         broker_heartbeat_interval=worker.session_timeout_seconds / 5,
+        table_standby_replicas=worker.standby_replicas,
     )
     # Before anything creates the default one: fetched messages reach the agent more cheaply.
     app.transport = InlineHandOverTransport(app.conf.broker_consumer, app)

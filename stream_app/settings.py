@@ -138,6 +138,11 @@ class WorkerSettings(Section):
     """How long the group waits for a silent worker (one killed with SIGKILL) before its
     partitions go to the others, or to its restart: the floor of recovery after a crash.
     Faust's own default is 60 s; heartbeats are sent every fifth of this."""
+    standby_replicas: int = Field(default=0, ge=0)
+    """Standby copies of each customer-state partition kept by other workers: a faster
+    takeover, at the memory of a second copy. 0 by default: with faust-streaming 0.15.3 a
+    worker that took over a partition it had held as standby once waited in recovery for it
+    forever (the scale-in fault test)."""
     model_path: Path = Path(".local/models/champion")
     """Model folder (model.ubj + metadata.json) loaded at start."""
     review_threshold: float | None = Field(default=None, ge=0, le=1)
