@@ -132,6 +132,18 @@ def assert_every_acked_transaction_scored(
     assert not missing, f"{len(missing)} acknowledged transactions never scored"
 
 
+def every_acknowledged_scored(
+    producer: ConfirmedProducer, reader: VerdictReader, timeout: float, producing: float = 120
+) -> VerdictLog:
+    """After the fault: the producer finishes, every transaction the broker acknowledged gets a
+    verdict, and reading goes on a little so late duplicates are counted too."""
+    producer.join(producing)
+    reader.wait_for(
+        lambda v: producer.acked <= set(v.counts), timeout, "every acknowledged transaction"
+    )
+    return reader.settle()
+
+
 def assert_first_verdicts_match_offline(log_: VerdictLog, expected: dict[str, list[float]]) -> None:
     """The first verdict of every transaction saw exactly the customer's history before it."""
     wrong = mismatched_features(log_.first.values(), expected)
@@ -169,12 +181,8 @@ def kill_and_restart(
 
         second = started(workers.start(bootstrap, topics, model, policy.faust_env(), **identity))
         measured["restart_to_ready_s"] = time.monotonic() - killed_at
-        producer.join(120)
-        log_ = reader.wait_for(
-            lambda v: producer.acked <= set(v.counts), 600, "every acknowledged transaction"
-        )
+        log_ = every_acknowledged_scored(producer, reader, 600)
         measured["kill_to_all_scored_s"] = time.monotonic() - killed_at
-        log_ = reader.settle()
     finally:
         reader.close()
 
@@ -287,12 +295,8 @@ def test_broker_restart_mid_stream_loses_no_acknowledged_transaction(
         wait_until(lambda: producer.handed_over >= handed + rate, 60, "producing into the outage")
         fault_broker.start()
         measured["broker_down_s"] = time.monotonic() - down_at
-        producer.join(300)
-        log_ = reader.wait_for(
-            lambda v: producer.acked <= set(v.counts), 300, "every acknowledged transaction"
-        )
+        log_ = every_acknowledged_scored(producer, reader, 300, producing=300)
         measured["outage_to_all_scored_s"] = time.monotonic() - down_at
-        log_ = reader.settle()
     finally:
         reader.close()
 
@@ -336,12 +340,8 @@ def test_scale_out_and_in_mid_stream_moves_state_with_partitions(
         assert first.stop() == 0, first.log_tail()  # SIGTERM: leave the group cleanly
         scale_in_wall = datetime.now(UTC)
         measured["scale_in_stop_s"] = time.monotonic() - scale_in_at
-        producer.join(120)
-        log_ = reader.wait_for(
-            lambda v: producer.acked <= set(v.counts), 300, "every acknowledged transaction"
-        )
+        log_ = every_acknowledged_scored(producer, reader, 300)
         measured["scale_in_to_all_scored_s"] = time.monotonic() - scale_in_at
-        log_ = reader.settle()
     finally:
         reader.close()
 
@@ -444,12 +444,8 @@ def test_a_bug_while_scoring_exits_for_a_restart_that_scores_the_batch_again(
         assert transactions[count // 2].transaction_id not in reader.log.counts
 
         second = started(workers.start(kafka_bootstrap, topics, trained_model_dir, env, **identity))
-        producer.join(120)
-        log_ = reader.wait_for(
-            lambda v: producer.acked <= set(v.counts), 300, "every acknowledged transaction"
-        )
+        log_ = every_acknowledged_scored(producer, reader, 300)
         measured["exit_to_all_scored_s"] = time.monotonic() - exited_at
-        log_ = reader.settle()
     finally:
         reader.close()
 
