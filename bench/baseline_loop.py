@@ -2,11 +2,11 @@
 
 It drives the same pure core (:class:`stream_app.processor.BatchScorer`: validation, features
 with per-customer state, scoring, reasons, rules) and the same
-:class:`stream_app.publisher.VerdictPublisher` (verdicts, alerts, dead letters and the customer
-state changelog, one flush per batch) as the worker, and commits the batch's offsets only after
-that flush, as the worker acknowledges. What is left out is exactly the Faust shell: aiokafka's
-consumer, the stream and table machinery, the event loop. The difference between this loop and
-the worker is what that shell costs.
+:class:`stream_app.worker.publisher.VerdictPublisher` (verdicts, alerts, dead letters and the
+customer state changelog, one flush per batch) as the worker, and commits the batch's offsets
+only after that flush, as the worker acknowledges. What is left out is exactly the Faust shell:
+aiokafka's consumer, the stream and table machinery, the event loop. The difference between this
+loop and the worker is what that shell costs.
 
 Settings come from the same ``FRAUDSTREAM_*`` variables as the worker. Runs until SIGTERM/SIGINT:
 
@@ -26,10 +26,10 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from stream_app.metrics import create_worker_metrics
 from stream_app.model_store import load_folder
 from stream_app.processor import BatchScorer
-from stream_app.publisher import VerdictPublisher
 from stream_app.scoring import load_rules, thresholds_for
 from stream_app.settings import Settings
 from stream_app.validation import RawRecord
+from stream_app.worker.publisher import VerdictPublisher
 
 log = logging.getLogger("baseline_loop")
 FLUSH_TIMEOUT_SECONDS = 60.0

@@ -37,7 +37,7 @@ from prometheus_client import start_http_server
 
 from drift.checks import CheckConfig, check_window
 from drift.metrics import create_drift_metrics
-from drift.monitor import DriftMonitor, MonitorParts, consumer_config, producer_config
+from drift.monitor import DriftMonitor, MonitorParts
 from drift.reference import (
     FixedReference,
     ReferenceLoadError,
@@ -48,6 +48,7 @@ from drift.reference import (
 from drift.trigger import RetrainTrigger, TriggerPolicy, read_flag
 from drift.windows import Span, Windower, WindowPolicy
 from stream_app import model_store
+from stream_app.kafka import consumer_config, producer_config
 from stream_app.settings import Settings
 from stream_app.store import ObjectStore, open_store
 
@@ -167,7 +168,9 @@ def build_parts(
     config = CheckConfig.from_settings(drift)
     flag = read_flag(store)
     return MonitorParts(
-        consumer=Consumer(consumer_config(kafka, drift.app_id, drift.auto_offset_reset)),
+        consumer=Consumer(
+            consumer_config(kafka, drift.app_id, offset_reset=drift.auto_offset_reset)
+        ),
         producer=Producer(producer_config(kafka, drift.app_id)),
         store=store,
         references=references,

@@ -32,39 +32,14 @@ from drift.metrics import DriftMetrics
 from drift.reference import Reference, ReferenceSource
 from drift.trigger import RetrainTrigger, write_flag
 from drift.windows import Row, Window, Windower
+from stream_app.kafka import DeliveryError
 from stream_app.schemas import RetrainRequest, Verdict
-from stream_app.settings import KafkaSettings
 from stream_app.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 CONSUME_BATCH = 1000
 FLUSH_TIMEOUT_SECONDS = 30.0
-
-
-class PublishError(RuntimeError):
-    """A retrain request was not acknowledged by the broker."""
-
-
-def consumer_config(kafka: KafkaSettings, group: str, offset_reset: str) -> dict[str, Any]:
-    """Manual commits only: offsets move after a window is checked, never before."""
-    return {
-        **kafka.confluent_config(),
-        "group.id": group,
-        "client.id": group,
-        "enable.auto.commit": False,
-        "auto.offset.reset": offset_reset,
-    }
-
-
-def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
-    """Idempotent and fully acknowledged: a retry never duplicates a request."""
-    return {
-        **kafka.confluent_config(),
-        "client.id": client_id,
-        "enable.idempotence": True,
-        "acks": "all",
-    }
 
 
 def parse_row(payload: bytes | None, columns: Sequence[str], partition: int, offset: int) -> Row:
@@ -188,7 +163,7 @@ class DriftMonitor:
         remaining = parts.producer.flush(FLUSH_TIMEOUT_SECONDS)
         errors, self._delivery_errors = self._delivery_errors, []
         if remaining or errors:
-            raise PublishError(f"retrain request {request.request_id} not acknowledged: {errors}")
+            raise DeliveryError(f"retrain request {request.request_id} not acknowledged: {errors}")
         write_flag(parts.store, request)
         parts.metrics.retrain_requests.inc()
 

@@ -50,7 +50,8 @@ from producers.simulator import (
     stream_events,
     stream_schedule,
 )
-from producers.sinks import DeliveryError, KafkaSink, LakeSink, write_labelled_file
+from producers.sinks import KafkaSink, LakeSink, write_labelled_file
+from stream_app.kafka import DeliveryError
 from stream_app.schemas import Label, Transaction
 from stream_app.settings import Settings
 from stream_app.store import open_store

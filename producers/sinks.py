@@ -17,6 +17,7 @@ from typing import Any, Literal, Protocol
 import pandas as pd
 
 from producers.simulator import DayBatch
+from stream_app.kafka import DeliveryError, producer_config
 from stream_app.schemas import Label, Transaction
 from stream_app.settings import KafkaSettings
 from stream_app.store import (
@@ -31,10 +32,6 @@ from stream_app.store import (
 logger = logging.getLogger(__name__)
 
 
-class DeliveryError(RuntimeError):
-    """The broker did not take every message; the stream is incomplete."""
-
-
 class Producer(Protocol):
     """The part of confluent_kafka.Producer the sink uses (tests pass a fake)."""
 
@@ -45,20 +42,6 @@ class Producer(Protocol):
     def poll(self, timeout: float) -> int: ...
 
     def flush(self, timeout: float) -> int: ...
-
-
-def producer_config(kafka: KafkaSettings, delivery_timeout_s: float = 30.0) -> dict[str, Any]:
-    """Idempotent, fully acknowledged, lightly batched; give up on a message after the timeout."""
-    return {
-        **kafka.confluent_config(),
-        "client.id": "fraudstream-generate",
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "message.timeout.ms": int(delivery_timeout_s * 1000),
-        # librdkafka's own log lines (one per reconnect attempt) go to Python logging, not stderr.
-        "logger": logging.getLogger(f"{__name__}.librdkafka"),
-    }
 
 
 class KafkaSink:
@@ -78,7 +61,12 @@ class KafkaSink:
         self.topics = kafka.topics
         self.delivery_timeout_s = delivery_timeout_s
         self._producer = producer or _confluent_producer(
-            {**producer_config(kafka, delivery_timeout_s), "error_cb": self._on_client_error}
+            {
+                **producer_config(
+                    kafka, "fraudstream-generate", delivery_timeout_s=delivery_timeout_s
+                ),
+                "error_cb": self._on_client_error,
+            }
         )
         self.transactions_sent = 0
         self.labels_sent = 0

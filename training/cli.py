@@ -32,8 +32,8 @@ from rich.logging import RichHandler
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stream_app.kafka import DeliveryError
 from stream_app.model import ModelBundle, ModelLoadError
-from stream_app.publisher import PublishError
 from stream_app.settings import Settings
 from stream_app.store import open_store
 from training.backtest import BacktestConfig, BacktestReport, read_labelled_file, run_backtest
@@ -454,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ModelLoadError,
         MlflowException,
         KafkaException,
-        PublishError,
+        DeliveryError,
     ) as error:
         ui.err.print(f"[red]fraudstream-train {args.command}: {error}[/red]")
         return 1

@@ -36,6 +36,7 @@ import pandas as pd
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from pydantic import BaseModel, ValidationError
 
+from stream_app.kafka import consumer_config
 from stream_app.schemas import Label, Transaction
 from stream_app.settings import KafkaSettings, TrainingSettings
 from stream_app.store import (
@@ -320,18 +321,6 @@ class LakeWriter:
 
 # ---------------------------------------------------------------------------------------------
 # The Kafka shell
-
-
-def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
-    """Own group, manual commits, and a new group starts from the oldest retained message."""
-    return {
-        **kafka.confluent_config(),
-        "group.id": group_id,
-        "client.id": group_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "logger": logging.getLogger(f"{__name__}.librdkafka"),
-    }
 
 
 def _keys(partitions: Iterable[Any]) -> list[PartitionKey]:

@@ -47,15 +47,14 @@ import pandas as pd
 from confluent_kafka import Consumer, KafkaException, Producer
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from stream_app.kafka import DeliveryError, DeliveryTracker, consumer_config, producer_config
 from stream_app.model import ModelBundle
 from stream_app.model_store import registry_uri
-from stream_app.publisher import DeliveryTracker, PublishError, producer_config
 from stream_app.schemas import ModelUpdate, RetrainRequest
 from stream_app.settings import Settings
 from stream_app.store import ObjectNotFoundError, ObjectStore, open_store
 from training.dataset import TARGET, SplitPlan, Splits, dataset_splits, known_labels, load_lake
 from training.evaluate import CostModel
-from training.lake_writer import consumer_config
 from training.registry import PromotionPolicy, PublishResult, aliases, client_for, publish
 from training.train import TrainConfig, train_model
 
@@ -432,7 +431,7 @@ class ModelUpdatePublisher:
         self.producer.produce(self.topic, update.to_bytes(), key, on_delivery=tracker.on_delivery)
         remaining = self.producer.flush(self.timeout_seconds)
         if remaining or tracker.failures:
-            raise PublishError(f"model update not acknowledged: {tracker.failures or remaining}")
+            raise DeliveryError(f"model update not acknowledged: {tracker.failures or remaining}")
         logger.info("model update sent version=%s uri=%s", update.model_version, update.model_uri)
 
 

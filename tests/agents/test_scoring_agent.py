@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from stream_app.app import create_app
 from stream_app.metrics import create_worker_metrics
 from stream_app.model_store import ModelStore
-from stream_app.model_swap import ModelSwapper, create_swap_metrics
-from stream_app.parts import WorkerParts
 from stream_app.processor import BatchResult, BatchScorer
-from stream_app.publisher import BatchDelivery
 from stream_app.scoring import Thresholds
 from stream_app.settings import Settings, WorkerSettings
+from stream_app.worker.app import create_app
+from stream_app.worker.model_swap import ModelSwapper, create_swap_metrics
+from stream_app.worker.parts import WorkerParts
+from stream_app.worker.publisher import BatchDelivery
 from tests.unit.test_processor import amount_model, transaction
 
 pytestmark = pytest.mark.agents
@@ -102,7 +102,7 @@ def test_agent_scores_puts_in_batches_and_writes_state_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, publisher, scorer = build(tmp_path, monkeypatch)
-    agent = app.agents["stream_app.app.score_transactions"]
+    agent = app.agents["stream_app.worker.app.score_transactions"]
 
     async def scenario() -> None:
         async with agent.test_context() as test_agent:
@@ -128,7 +128,7 @@ def test_a_batch_is_acknowledged_only_after_its_outputs_are_confirmed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, publisher, scorer = build(tmp_path, monkeypatch)
-    agent = app.agents["stream_app.app.score_transactions"]
+    agent = app.agents["stream_app.worker.app.score_transactions"]
     publisher.released.clear()
 
     async def scenario() -> tuple[list[bool], list[bool]]:

@@ -6,7 +6,7 @@ verdict, whatever fails. Duplicates are allowed, but bounded by how often offset
 
 Where duplicates come from, and their bound. The agent acknowledges a batch only after the
 broker confirmed all its outputs, batches in order, with at most ``MAX_BATCHES_IN_FLIGHT`` published
-and not yet acknowledged while the next one is scored (stream_app/app.py). Offsets of
+and not yet acknowledged while the next one is scored (stream_app/worker/app.py). Offsets of
 acknowledged batches are committed on Faust's timer (``broker_commit_interval``) and after every
 ``broker_commit_every`` acknowledgements (by the acknowledging task; one commit covers every
 partition, so the bound does not grow with the partition count). A worker killed with SIGKILL
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from stream_app.app import EXIT_UNACKNOWLEDGED, MAX_BATCHES_IN_FLIGHT
 from stream_app.schemas import Transaction
 from stream_app.settings import TopicNames
+from stream_app.worker.app import EXIT_UNACKNOWLEDGED, MAX_BATCHES_IN_FLIGHT
 from tests.conftest import WorkerProcess
 from tests.integration.fault_helpers import (
     ConfirmedProducer,

@@ -33,7 +33,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from pydantic import SecretStr
 
-from stream_app.app import faust_credentials
+from stream_app.kafka import faust_credentials
 from stream_app.schemas import Verdict
 from stream_app.settings import KafkaSettings, TopicNames
 from tests.conftest import WorkerProcess, settings_env

@@ -26,7 +26,7 @@ from tests.unit.test_model_swap import saved, train
 pytestmark = pytest.mark.integration
 
 KEPT = "keeping the serving model"
-POLL_LOG_SECONDS = 300.0  # stream_app.model_swap.POLL_FAILURE_LOG_SECONDS
+POLL_LOG_SECONDS = 300.0  # stream_app.worker.model_swap.POLL_FAILURE_LOG_SECONDS
 
 
 def identity_of(model_dir: Path) -> tuple[str, str]:

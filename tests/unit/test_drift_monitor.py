@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from drift.checks import report_prefix
 from drift.cli import main
 from drift.metrics import create_drift_metrics
-from drift.monitor import DriftMonitor, MonitorParts, PublishError, parse_row
+from drift.monitor import DriftMonitor, MonitorParts, parse_row
 from drift.reference import (
     METADATA_ARTIFACT,
     REFERENCE_ARTIFACT,
@@ -34,6 +34,7 @@ from drift.reference import (
 from drift.trigger import FLAG_KEY, RetrainTrigger, TriggerPolicy, read_flag
 from drift.windows import Windower, WindowPolicy
 from stream_app.features import FEATURE_NAMES
+from stream_app.kafka import DeliveryError
 from stream_app.schemas import RetrainRequest, Verdict
 from stream_app.store import LocalStore
 from tests.unit.test_drift_checks import samples, shifted
@@ -194,7 +195,7 @@ def test_windows_are_checked_reported_requested_then_committed(tmp_path: Path) -
 @pytest.mark.unit
 def test_an_unacknowledged_request_stops_the_monitor_before_the_commit(tmp_path: Path) -> None:
     monitor, consumer, store = monitor_for(clean_then_drifted(), tmp_path, FakeProducer(False))
-    with pytest.raises(PublishError):
+    with pytest.raises(DeliveryError):
         for _ in range(4):
             monitor.poll(timeout=0)
     assert consumer.commits == [{0: 1_001}, {0: 2_001}]  # the third window will be read again

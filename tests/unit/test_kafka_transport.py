@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stream_app.kafka_transport import run_until_first_wait
+from stream_app.worker.kafka_transport import run_until_first_wait
 
 pytestmark = pytest.mark.unit
 
@@ -85,5 +85,5 @@ def test_the_copied_fetch_loop_still_matches_the_installed_faust() -> None:
 
     source = inspect.getsource(Consumer._drain_messages)
     assert hashlib.sha256(source.encode()).hexdigest() == COPIED_FAUST_FETCH_LOOP_SHA256, (
-        "faust's Consumer._drain_messages changed: re-check stream_app/kafka_transport.py"
+        "faust's Consumer._drain_messages changed: re-check stream_app/worker/kafka_transport.py"
     )

@@ -36,7 +36,8 @@ from stream_app.model_store import (
     load_folder,
     parse_model_uri,
 )
-from stream_app.model_swap import (
+from stream_app.schemas import ModelUpdate
+from stream_app.worker.model_swap import (
     CANARY_ROWS,
     FAILURE_REASONS,
     SWAP_RESULTS,
@@ -47,7 +48,6 @@ from stream_app.model_swap import (
     score_correlation,
     synthetic_canary,
 )
-from stream_app.schemas import ModelUpdate
 
 pytestmark = pytest.mark.unit
 
@@ -60,7 +60,7 @@ T = TypeVar("T")
 
 @pytest.fixture(autouse=True)
 def _swap_logs_at_info(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="stream_app.model_swap")
+    caplog.set_level(logging.INFO, logger="stream_app.worker.model_swap")
 
 
 def train(

@@ -22,17 +22,17 @@ from prometheus_client.metrics_core import Metric
 
 from stream_app.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS, create_worker_metrics
 from stream_app.model import ModelBundle
-from stream_app.model_swap import (
+from stream_app.processor import BatchScorer
+from stream_app.schemas import Decision, Label, ModelUpdate, Transaction
+from stream_app.scoring import Rules, Thresholds
+from stream_app.validation import DeadLetterReason, RawRecord
+from stream_app.worker.model_swap import (
     FAILURE_REASONS,
     LOAD_BUCKETS,
     SWAP_RESULTS,
     ModelSwapper,
     create_swap_metrics,
 )
-from stream_app.processor import BatchScorer
-from stream_app.schemas import Decision, Label, ModelUpdate, Transaction
-from stream_app.scoring import Rules, Thresholds
-from stream_app.validation import DeadLetterReason, RawRecord
 from tests.unit.test_processor import amount_model
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError
 
-from stream_app.publisher import BatchDelivery, PublishError, VerdictPublisher
+from stream_app.kafka import DeliveryError
+from stream_app.worker.publisher import BatchDelivery, VerdictPublisher
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +42,7 @@ def test_an_unanswered_output_fails_the_check() -> None:
     delivery = BatchDelivery(failure_log=[])
     delivery.seal(2)
     answer(delivery)
-    with pytest.raises(PublishError, match="1/2 answered"):
+    with pytest.raises(DeliveryError, match="1/2 answered"):
         check(delivery)
 
 
@@ -53,7 +54,7 @@ def test_a_failed_output_fails_its_batch_and_is_logged_for_flush() -> None:
     answer(delivery, KafkaError(KafkaError._MSG_TIMED_OUT))
     assert delivery.done
     assert len(failure_log) == 1 and failure_log[0].startswith("fraud-scores: ")
-    with pytest.raises(PublishError, match="1 failed"):
+    with pytest.raises(DeliveryError, match="1 failed"):
         check(delivery)
 
 

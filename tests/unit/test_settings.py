@@ -69,7 +69,7 @@ def test_sasl_settings_reach_confluent_and_faust_alike(
     aiokafka (Faust's consumer and producer). A difference would fail only in production."""
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from stream_app.app import faust_credentials
+    from stream_app.kafka import faust_credentials
 
     monkeypatch.setenv("FRAUDSTREAM_KAFKA__SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("FRAUDSTREAM_KAFKA__SASL_MECHANISM", mechanism)
@@ -96,7 +96,7 @@ def test_tls_files_reach_confluent_and_faust_alike(
     """SASL_SSL: the CA file both stacks trust is the configured one."""
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from stream_app.app import faust_credentials
+    from stream_app.kafka import faust_credentials
 
     cafile = _self_signed_ca(tmp_path)
     monkeypatch.setenv("FRAUDSTREAM_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")

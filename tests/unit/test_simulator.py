@@ -35,13 +35,14 @@ from producers.simulator import (
     stream_events,
     stream_schedule,
 )
-from producers.sinks import DeliveryError, KafkaSink
+from producers.sinks import KafkaSink
 from stream_app.geo import (
     CURRENCY_PER_USD,
     REGION_COORDINATES,
     haversine_km,
     haversine_km_many,
 )
+from stream_app.kafka import DeliveryError
 from stream_app.schemas import Label, Transaction
 from stream_app.settings import KafkaSettings
 from stream_app.store import LABEL_COLUMNS, TRANSACTION_COLUMNS

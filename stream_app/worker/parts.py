@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stream_app.model_swap import ModelSwapper
 from stream_app.processor import BatchScorer
-from stream_app.publisher import VerdictPublisher
 from stream_app.schemas import Label, ModelUpdate
-from stream_app.topic_reader import TopicReader
+from stream_app.worker.model_swap import ModelSwapper
+from stream_app.worker.publisher import VerdictPublisher
+from stream_app.worker.topic_reader import TopicReader
 
 
 @dataclass

@@ -13,30 +13,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
-from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from stream_app.kafka import DeliveryError, producer_config
 from stream_app.processor import BatchResult
 from stream_app.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
 ALERT_DECISIONS = frozenset({"review", "block"})
-
-
-class PublishError(RuntimeError):
-    """Some output of a batch was not acknowledged by the broker: an infrastructure failure."""
-
-
-@dataclass
-class DeliveryTracker:
-    failures: list[str] = field(default_factory=list)
-
-    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None:
-            self.failures.append(f"{message.topic()}: {error}")
 
 
 class BatchDelivery:
@@ -70,19 +56,6 @@ class BatchDelivery:
     def done(self) -> bool:
         with self._lock:
             return self.expected is not None and self.answered >= self.expected
-
-
-def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
-    """Idempotent, fully acknowledged producer: retries never duplicate or reorder output."""
-    return {
-        **kafka.confluent_config(),
-        "client.id": client_id,
-        "enable.idempotence": True,
-        "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        "queue.buffering.max.messages": 1_000_000,
-    }
 
 
 class VerdictPublisher:
@@ -142,7 +115,7 @@ class VerdictPublisher:
     def check_delivered(delivery: BatchDelivery, waited_seconds: float) -> None:
         """Raise unless the broker confirmed every output of this batch."""
         if not delivery.done or delivery.failures:
-            raise PublishError(
+            raise DeliveryError(
                 f"batch outputs: {delivery.answered}/{delivery.expected} answered after "
                 f"{waited_seconds:.1f}s, {len(delivery.failures)} failed: {delivery.failures[:3]}"
             )
@@ -153,7 +126,7 @@ class VerdictPublisher:
         failures = self.failures.copy()
         self.failures.clear()  # in place: every BatchDelivery holds this list
         if remaining or failures:
-            raise PublishError(
+            raise DeliveryError(
                 f"{remaining} outputs unacknowledged after {timeout_seconds}s, "
                 f"{len(failures)} failed: {failures[:3]}"
             )

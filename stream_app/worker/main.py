@@ -15,14 +15,14 @@ from datetime import timedelta
 from stream_app.metrics import create_worker_metrics
 from stream_app.model import ModelBundle, ModelLoadError
 from stream_app.model_store import ModelStore, load_folder
-from stream_app.model_swap import ModelSwapper, create_swap_metrics
-from stream_app.parts import WorkerParts
 from stream_app.processor import BatchScorer
-from stream_app.publisher import VerdictPublisher
 from stream_app.schemas import Label, ModelUpdate
 from stream_app.scoring import load_rules, thresholds_for
 from stream_app.settings import Settings
-from stream_app.topic_reader import TopicReader
+from stream_app.worker.model_swap import ModelSwapper, create_swap_metrics
+from stream_app.worker.parts import WorkerParts
+from stream_app.worker.publisher import VerdictPublisher
+from stream_app.worker.topic_reader import TopicReader
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _run(settings: Settings, parts: WorkerParts) -> None:
     # Imported here so that importing this module (for --help, or in tests) builds no app.
     import faust
 
-    from stream_app.app import create_app
+    from stream_app.worker.app import create_app
 
     app = create_app(settings, parts)
     worker = faust.Worker(app, loglevel=settings.worker.log_level, quiet=True)

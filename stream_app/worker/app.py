@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import ssl
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -23,12 +22,13 @@ from faust.types import TP, EventT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from stream_app.kafka_transport import InlineHandOverTransport
-from stream_app.parts import WorkerParts
-from stream_app.publisher import BatchDelivery, VerdictPublisher
+from stream_app.kafka import faust_credentials
 from stream_app.scoring import thresholds_for
-from stream_app.settings import KafkaSettings, Settings
+from stream_app.settings import Settings
 from stream_app.validation import RawRecord, Rejection, parse_transaction
+from stream_app.worker.kafka_transport import InlineHandOverTransport
+from stream_app.worker.parts import WorkerParts
+from stream_app.worker.publisher import BatchDelivery, VerdictPublisher
 
 log = logging.getLogger(__name__)
 
@@ -248,27 +248,6 @@ def _record_lag(app: faust.App, events: Sequence[EventT[Any]], gauge: Gauge) -> 
         highwater = app.consumer.highwater(tp)
         if highwater is not None:
             gauge.labels(str(tp.partition)).set(max(highwater - offset - 1, 0))
-
-
-def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
-    """The same security settings the confluent-kafka clients get, in Faust's (aiokafka's) form."""
-    ssl_context = None
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        ssl_context = ssl.create_default_context(
-            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None
-        )
-        if kafka.ssl_certfile:
-            keyfile = str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None
-            ssl_context.load_cert_chain(str(kafka.ssl_certfile), keyfile)
-    if kafka.security_protocol.startswith("SASL"):
-        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
-        return faust.SASLCredentials(
-            username=kafka.sasl_username,
-            password=password,
-            mechanism=kafka.sasl_mechanism or "PLAIN",
-            ssl_context=ssl_context,
-        )
-    return faust.SSLCredentials(ssl_context) if ssl_context is not None else None
 
 
 def _raw_records(events: Sequence[EventT[Any]]) -> list[RawRecord]:

@@ -1,0 +1,102 @@
+"""Kafka client configuration for every service, in one place.
+
+Each confluent-kafka producer and consumer of the project (the worker's publisher and readers,
+the simulator's sink, the drift monitor, the lake writer, the retrain consumer) takes its
+configuration from here, so delivery guarantees and batching cannot drift apart between them.
+The Faust worker's broker credentials are built here too, from the same settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import KafkaError, Message
+
+from stream_app.settings import KafkaSettings
+
+if TYPE_CHECKING:
+    import faust
+
+# librdkafka's own log lines (one per reconnect attempt) go to Python logging, not stderr.
+LIBRDKAFKA_LOG = logging.getLogger("fraudstream.librdkafka")
+
+
+class DeliveryError(RuntimeError):
+    """The broker did not confirm every message a service produced: an infrastructure failure."""
+
+
+@dataclass
+class DeliveryTracker:
+    """Collects the failed delivery reports of a producer's messages."""
+
+    failures: list[str] = field(default_factory=list)
+
+    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self.failures.append(f"{message.topic()}: {error}")
+
+
+def producer_config(
+    kafka: KafkaSettings, client_id: str, *, delivery_timeout_s: float | None = None
+) -> dict[str, Any]:
+    """Idempotent, fully acknowledged, lightly batched: retries never duplicate or reorder output.
+
+    ``delivery_timeout_s`` bounds how long librdkafka retries one message before it reports a
+    failure (librdkafka's default, five minutes, when None).
+    """
+    config: dict[str, Any] = {
+        **kafka.confluent_config(),
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 1_000_000,
+        "logger": LIBRDKAFKA_LOG,
+    }
+    if delivery_timeout_s is not None:
+        config["message.timeout.ms"] = int(delivery_timeout_s * 1000)
+    return config
+
+
+def consumer_config(
+    kafka: KafkaSettings, group_id: str, *, offset_reset: str = "earliest"
+) -> dict[str, Any]:
+    """Own group, manual commits only: offsets move after the work is done, never before.
+
+    A new group starts at ``offset_reset`` (the oldest retained message by default).
+    """
+    return {
+        **kafka.confluent_config(),
+        "group.id": group_id,
+        "client.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": offset_reset,
+        "logger": LIBRDKAFKA_LOG,
+    }
+
+
+def faust_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
+    """The same security settings the confluent-kafka clients get, in Faust's (aiokafka's) form."""
+    import faust
+
+    ssl_context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        ssl_context = ssl.create_default_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None
+        )
+        if kafka.ssl_certfile:
+            keyfile = str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None
+            ssl_context.load_cert_chain(str(kafka.ssl_certfile), keyfile)
+    if kafka.security_protocol.startswith("SASL"):
+        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else None
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=password,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+            ssl_context=ssl_context,
+        )
+    return faust.SSLCredentials(ssl_context) if ssl_context is not None else None
