@@ -27,6 +27,7 @@ from stream_app.scoring import thresholds_for
 from stream_app.settings import Settings
 from stream_app.validation import RawRecord, Rejection, parse_transaction
 from stream_app.worker.kafka_transport import InlineHandOverTransport
+from stream_app.worker.openapi import Health, docs_page, openapi_document
 from stream_app.worker.parts import WorkerParts
 from stream_app.worker.publisher import BatchDelivery, VerdictPublisher
 
@@ -304,6 +305,14 @@ def _add_views(app: faust.App, parts: WorkerParts) -> None:
             scorer.metrics.predict_requests.labels(answer.decision).inc()
             return self.json(answer.model_dump(mode="json", exclude_none=True))
 
+    @app.page("/openapi.json")
+    async def openapi(self: View, request: Request) -> Response:
+        return self.json(openapi_document())
+
+    @app.page("/docs")
+    async def docs(self: View, request: Request) -> Response:
+        return self.html(docs_page())
+
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:
         body = generate_latest(scorer.metrics.registry)
@@ -315,14 +324,12 @@ def _add_views(app: faust.App, parts: WorkerParts) -> None:
         labels_caught_up = parts.labels.caught_up.is_set()
         ready = assigned > 0 and labels_caught_up
         status = 200 if ready else 503
-        return self.json(
-            {
-                "live": True,
-                "ready": ready,
-                "assigned_partitions": assigned,
-                "labels_caught_up": labels_caught_up,
-                "model_name": scorer.model.metadata.name,
-                "model_version": scorer.model.metadata.version,
-            },
-            status=status,
+        answer = Health(
+            live=True,
+            ready=ready,
+            assigned_partitions=assigned,
+            labels_caught_up=labels_caught_up,
+            model_name=scorer.model.metadata.name,
+            model_version=scorer.model.metadata.version,
         )
+        return self.json(answer.model_dump(), status=status)

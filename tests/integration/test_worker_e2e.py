@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from producers.simulator import SimulatorConfig, iter_events
 from stream_app.schemas import DeadLetter, Transaction, Verdict
 from stream_app.settings import TopicNames
+from stream_app.worker.openapi import openapi_document
 from tests.conftest import WorkerFactory
 from tests.integration.worker_helpers import metric, post, produce, started_worker
 from tests.kafka_helpers import REPO_ROOT, consume_all
@@ -147,3 +149,23 @@ def test_predict_answers_the_original_api_request(
     # a request is not a transaction that happened: the stream's counters do not move
     assert metric(worker, "fraudstream_transactions_scored_total") == 0
     assert metric(worker, "fraudstream_predict_requests_total") == 4
+
+
+def test_the_worker_serves_its_openapi_document_and_docs_page(
+    kafka_bootstrap: str, topics: TopicNames, worker_factory: WorkerFactory, trained_model_dir: Path
+) -> None:
+    worker = started_worker(worker_factory, topics, trained_model_dir)
+    with urllib.request.urlopen(f"{worker.url}/openapi.json", timeout=10) as response:  # noqa: S310
+        served = json.load(response)
+    assert served == json.loads(json.dumps(openapi_document()))
+    with urllib.request.urlopen(f"{worker.url}/docs", timeout=10) as response:  # noqa: S310
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert "href='/openapi.json'" in response.read().decode()
+    # what /predict really answers has exactly the documented fields (optional ones may be left out)
+    schemas = served["components"]["schemas"]
+    status, body = post(f"{worker.url}/predict", ORIGINAL_API_REQUEST)
+    assert status == 200
+    assert set(schemas["Verdict"]["required"]) <= set(body) <= set(schemas["Verdict"]["properties"])
+    status, body = post(f"{worker.url}/predict", b"{nope")
+    assert status == 400
+    assert set(body) == set(schemas["Rejection"]["properties"])
