@@ -1,7 +1,8 @@
 """Render every setting as a Markdown table row: variable, default, description.
 
-The README's configuration section is this output (``python -m stream_app.settings_doc``), and a
-unit test fails when the two differ, so the documentation cannot go stale.
+The configuration page, ``docs/configuration.md``, holds this output between two markers
+(``python -m stream_app.settings_doc --write`` refreshes it), and a unit test fails when the two
+differ, so the documentation cannot go stale.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from stream_app.settings import ENV_PREFIX, Settings
 
 BEGIN_MARKER = "<!-- settings-table:begin -->"
 END_MARKER = "<!-- settings-table:end -->"
+# Relative to the repository root, where `python -m stream_app.settings_doc --write` is run.
+DOC_PATH = Path("docs/configuration.md")
 
 
 def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str]]:
@@ -47,16 +50,16 @@ def settings_table() -> str:
     return "\n".join(lines)
 
 
-def write_into(readme: Path) -> None:
-    """Replace the table between the README's markers with the current one."""
-    text = readme.read_text()
+def write_into(page: Path) -> None:
+    """Replace the table between the page's markers with the current one."""
+    text = page.read_text()
     head, rest = text.split(BEGIN_MARKER, 1)
     _, tail = rest.split(END_MARKER, 1)
-    readme.write_text(f"{head}{BEGIN_MARKER}\n{settings_table()}\n{END_MARKER}{tail}")
+    page.write_text(f"{head}{BEGIN_MARKER}\n{settings_table()}\n{END_MARKER}{tail}")
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
-        write_into(Path("README.md"))
+        write_into(DOC_PATH)
     else:
         sys.stdout.write(settings_table() + "\n")

@@ -1,20 +1,20 @@
-"""The README's configuration table is generated from the settings class and must match it."""
+"""docs/configuration.md's settings table is generated from the settings class and must match it."""
 
 from __future__ import annotations
 
 import pytest
 
-from stream_app.settings_doc import BEGIN_MARKER, END_MARKER, settings_table
+from stream_app.settings_doc import BEGIN_MARKER, DOC_PATH, END_MARKER, settings_table
 from tests.kafka_helpers import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
 
-def test_readme_settings_table_is_current() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    documented = readme.split(BEGIN_MARKER)[1].split(END_MARKER)[0].strip()
+def test_configuration_page_settings_table_is_current() -> None:
+    page = (REPO_ROOT / DOC_PATH).read_text()
+    documented = page.split(BEGIN_MARKER)[1].split(END_MARKER)[0].strip()
     assert documented == settings_table(), (
-        "README configuration table is stale: run `python -m stream_app.settings_doc --write`"
+        f"{DOC_PATH} settings table is stale: run `python -m stream_app.settings_doc --write`"
     )
 
 
