@@ -21,6 +21,35 @@ from tests.kafka_helpers import (
 )
 from tests.processes import LoggedProcess, free_port
 
+TESTS_DIR = Path(__file__).resolve().parent
+# The folder a test module sits in is its layer; the layer is its marker (`pytest -m unit`).
+LAYERS = ("unit", "agents", "integration")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects, so the folder's marker is what it sees
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    problems: list[str] = []
+    for item in items:
+        layer = layer_of(item.path)
+        hand_set = sorted({mark.name for mark in item.iter_markers() if mark.name in LAYERS})
+        if layer is None:
+            problems.append(f"{item.nodeid}: test modules live in tests/{{{','.join(LAYERS)}}}/")
+        elif hand_set:
+            problems.append(f"{item.nodeid}: marked {hand_set} by hand; tests/{layer}/ sets it")
+        else:
+            item.add_marker(layer)
+    if problems:
+        raise pytest.UsageError("layer markers come from the folder:\n  " + "\n  ".join(problems))
+
+
+def layer_of(path: Path) -> str | None:
+    """The layer of a test module: the folder under tests/ it sits in, if it is one of LAYERS."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(TESTS_DIR):
+        return None
+    parts = resolved.relative_to(TESTS_DIR).parts
+    return parts[0] if len(parts) > 1 and parts[0] in LAYERS else None
+
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:

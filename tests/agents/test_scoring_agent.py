@@ -21,8 +21,6 @@ from stream_app.worker.parts import WorkerParts
 from stream_app.worker.publisher import BatchDelivery
 from tests.unit.test_processor import amount_model, transaction
 
-pytestmark = pytest.mark.agents
-
 
 class RecordingPublisher:
     """Stands in for the Kafka publisher: keeps each batch's result. The broker's answers come

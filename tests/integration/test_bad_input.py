@@ -41,7 +41,6 @@ from tests.malformed_generator import (
     render_stream,
 )
 
-pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
 
 REASONS: tuple[str, ...] = get_args(DeadLetterReason)

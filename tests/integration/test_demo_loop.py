@@ -38,8 +38,6 @@ from tests.processes import free_port
 from training.registry import alias_history, aliases, client_for
 from training.retrain_consumer import REQUEST_PARAM
 
-pytestmark = pytest.mark.integration
-
 SEED = 42
 RATE = 120
 DURATION = 150  # 18,000 live transactions: about 10 simulated days for 1,800 customers

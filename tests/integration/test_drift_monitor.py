@@ -34,8 +34,6 @@ from tests.unit.test_drift_checks import samples, shifted
 from tests.unit.test_drift_monitor import FIRST_EVENT, STEP, verdict_payloads
 from tests.unit.test_drift_simulated import COLUMNS
 
-pytestmark = pytest.mark.integration
-
 WINDOW = 1_000
 CLEAN_WINDOWS = 3
 DRIFTED_WINDOWS = 3

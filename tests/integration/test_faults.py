@@ -51,8 +51,6 @@ from tests.integration.fault_helpers import (
 from tests.integration.worker_helpers import metric, ready
 from tests.kafka_helpers import REPO_ROOT, delete_topics, unique_topics, wait_until
 
-pytestmark = pytest.mark.integration
-
 log = logging.getLogger(__name__)
 
 # The separate broker for the broker-restart tests: never the shared one on 9092.

@@ -41,8 +41,6 @@ from tests.integration.test_worker_e2e import simulated_transactions
 from tests.kafka_helpers import create_topics, unique_topics, wait_until
 from tests.processes import free_port
 
-pytestmark = pytest.mark.integration
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BROKER_SH = REPO_ROOT / "deploy" / "kafka" / "broker.sh"
 KAFKA_CONFIGS = REPO_ROOT / "deploy" / "bin" / "kafka-configs"

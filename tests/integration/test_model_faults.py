@@ -10,8 +10,6 @@ import json
 import time
 from pathlib import Path
 
-import pytest
-
 from stream_app.features import FEATURE_NAMES
 from stream_app.schemas import Verdict
 from stream_app.settings import TopicNames
@@ -22,8 +20,6 @@ from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import consume_all, wait_until
 from tests.processes import free_port
 from tests.unit.test_model_swap import saved, train
-
-pytestmark = pytest.mark.integration
 
 KEPT = "keeping the serving model"
 POLL_LOG_SECONDS = 300.0  # stream_app.worker.model_swap.POLL_FAILURE_LOG_SECONDS

@@ -27,8 +27,6 @@ from tests.processes import free_port
 from tests.unit.test_model_swap import train
 from training.registry import ensure_experiment, move_alias, register_version
 
-pytestmark = pytest.mark.integration
-
 NAME = "fraudstream-swap"
 WAIT_SECONDS = 60.0
 

@@ -21,8 +21,7 @@ from tests.conftest import WorkerFactory, WorkerProcess
 from tests.integration.test_worker_e2e import simulated_transactions
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import wait_until
-from tests.processes import LoggedProcess, free_port
-from tests.unit.test_observability_config import (
+from tests.observability import (
     DRIFT_MONITOR_METRICS,
     PROMETHEUS_CONFIG,
     RULES,
@@ -33,8 +32,7 @@ from tests.unit.test_observability_config import (
     require_binary,
     rule_expressions,
 )
-
-pytestmark = pytest.mark.integration
+from tests.processes import LoggedProcess, free_port
 
 SCRAPED_TRANSACTIONS = 500
 

@@ -37,8 +37,6 @@ from stream_app.store import (
 from tests.kafka_helpers import REPO_ROOT
 from tests.processes import free_port
 
-pytestmark = pytest.mark.integration
-
 S3PROXY_SH = REPO_ROOT / "deploy" / "s3" / "s3proxy.sh"
 FETCH_TIMEOUT_S = 600  # the first fetch downloads a 55 MB jar from Maven Central
 START_TIMEOUT_S = 60.0

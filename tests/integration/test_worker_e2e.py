@@ -8,8 +8,6 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from producers.simulator import SimulatorConfig, iter_events
 from stream_app.schemas import DeadLetter, Transaction, Verdict
 from stream_app.settings import TopicNames
@@ -18,8 +16,6 @@ from tests.conftest import WorkerFactory
 from tests.integration.worker_helpers import metric, post, produce, started_worker
 from tests.kafka_helpers import REPO_ROOT, consume_all
 from tests.unit.test_schemas import ORIGINAL_API_REQUEST
-
-pytestmark = pytest.mark.integration
 
 # Ten bad messages, one per way input goes wrong, with the reason each must be dead-lettered for.
 BAD_MESSAGES: list[tuple[bytes, str]] = [

@@ -8,7 +8,6 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.settings import TopicNames
@@ -21,8 +20,6 @@ from tests.unit.test_privacy import (
     leaks,
     private_transactions,
 )
-
-pytestmark = pytest.mark.integration
 
 
 def exposition(worker: WorkerProcess) -> str:

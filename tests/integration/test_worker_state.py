@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 
 from producers.simulator import SimulatorConfig, generate_history
 from stream_app.features import FEATURE_NAMES, offline_features
@@ -24,8 +23,6 @@ from tests.kafka_helpers import (
     unique_topics,
     wait_until,
 )
-
-pytestmark = pytest.mark.integration
 
 
 def payment(txn_id: str, customer: str, amount: float, at: datetime, merchant: str) -> Transaction:

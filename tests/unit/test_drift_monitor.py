@@ -157,7 +157,6 @@ def clean_then_drifted() -> list[bytes]:
     return [*clean[:500], b"{not json", *clean[500:], *drifted]
 
 
-@pytest.mark.unit
 def test_windows_are_checked_reported_requested_then_committed(tmp_path: Path) -> None:
     producer = FakeProducer()
     monitor, consumer, store = monitor_for(clean_then_drifted(), tmp_path, producer)
@@ -192,7 +191,6 @@ def test_windows_are_checked_reported_requested_then_committed(tmp_path: Path) -
     assert reference_rate == results[2].alert_rate.reference
 
 
-@pytest.mark.unit
 def test_an_unacknowledged_request_stops_the_monitor_before_the_commit(tmp_path: Path) -> None:
     monitor, consumer, store = monitor_for(clean_then_drifted(), tmp_path, FakeProducer(False))
     with pytest.raises(DeliveryError):
@@ -202,7 +200,6 @@ def test_an_unacknowledged_request_stops_the_monitor_before_the_commit(tmp_path:
     assert not store.exists(FLAG_KEY)
 
 
-@pytest.mark.unit
 def test_parse_row_takes_features_in_column_order_then_the_score() -> None:
     _, pool = samples(seed=11)
     [payload] = verdict_payloads(pool.iloc[:1])
@@ -216,7 +213,6 @@ def test_parse_row_takes_features_in_column_order_then_the_score() -> None:
         parse_row(no_features.to_bytes(), COLUMNS, 0, 0)
 
 
-@pytest.mark.unit
 def test_reference_file_is_checked_for_columns_and_rows(tmp_path: Path) -> None:
     reference, _ = samples(seed=11)
     path = tmp_path / "reference.parquet"
@@ -231,7 +227,6 @@ def test_reference_file_is_checked_for_columns_and_rows(tmp_path: Path) -> None:
         load_reference_file(tmp_path / "missing.parquet", COLUMNS)
 
 
-@pytest.mark.unit
 def test_artifact_paths_match_what_training_logs() -> None:
     from training.registry import MODEL_ARTIFACT_PATH
     from training.registry import REFERENCE_ARTIFACT as TRAINING_REFERENCE
@@ -251,7 +246,6 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, os.environ.get(name, "2"))
 
 
-@pytest.mark.unit
 def test_check_command_prints_the_result_and_writes_the_reports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -279,7 +273,6 @@ def test_check_command_prints_the_result_and_writes_the_reports(
     assert printed["report_uri"] == store.uri(store.list("drift/reports/")[1])
 
 
-@pytest.mark.unit
 def test_a_missing_reference_fails_with_one_line_and_status_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,8 +29,6 @@ from training.lake_writer import (
     tables_for,
 )
 
-pytestmark = pytest.mark.unit
-
 TOPICS = KafkaSettings().topics
 TX_TOPIC, LABEL_TOPIC = TOPICS.transactions, TOPICS.labels
 TABLES = tables_for(KafkaSettings())

@@ -49,8 +49,6 @@ from stream_app.worker.model_swap import (
     synthetic_canary,
 )
 
-pytestmark = pytest.mark.unit
-
 NAME = "fraudstream-xgb"
 SIGNAL = FEATURE_NAMES.index("amount_usd")
 WAIT_SECONDS = 30.0

@@ -35,8 +35,6 @@ from stream_app.worker.model_swap import (
 )
 from tests.unit.test_processor import amount_model
 
-pytestmark = pytest.mark.unit
-
 # Reasons a label is not folded into merchant risk (stream_app.processor, stream_app.worker).
 LABEL_REJECTIONS = frozenset({"no_merchant_id", "schema_violation"})
 HISTOGRAM_BOUNDS = frozenset(

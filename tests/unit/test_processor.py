@@ -23,8 +23,6 @@ from stream_app.validation import DeadLetterReason, RawRecord, Rejection
 from tests.malformed_corpus import corpus
 from tests.malformed_generator import collect_templates, render_stream
 
-pytestmark = pytest.mark.unit
-
 AMOUNT_INDEX = FEATURE_NAMES.index("amount")
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 
 from stream_app.schemas import ModelUpdate, RetrainRequest
 from stream_app.store import LocalStore
@@ -31,8 +30,6 @@ from training.retrain_consumer import (
     matured_fraud_labels,
     registered_result,
 )
-
-pytestmark = pytest.mark.unit
 
 NOW = datetime(2025, 3, 20, 12, tzinfo=UTC)
 DRIFT_START = NOW - timedelta(days=5)

@@ -10,8 +10,6 @@ from pydantic import ValidationError
 
 from stream_app.schemas import DeadLetter, Label, Reason, Transaction, Verdict
 
-pytestmark = pytest.mark.unit
-
 ORIGINAL_API_REQUEST = (
     b'{"transaction_id":"t1","customer_id":"c1","amount":1500,"merchant_category":"electronics",'
     b'"transaction_type":"online","device_id":"dev123","geo_location":"IN-MH",'

@@ -21,8 +21,6 @@ from stream_app.scoring import (
     top_reasons,
 )
 
-pytestmark = pytest.mark.unit
-
 
 def tiny_bundle(review: float = 0.3, block: float = 0.8) -> ModelBundle:
     """A booster where only feature ``b`` carries signal: high ``b`` means fraud."""

@@ -26,8 +26,6 @@ from stream_app.store import (
     write_parquet,
 )
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture
 def store(tmp_path: Path) -> LocalStore:

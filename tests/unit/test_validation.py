@@ -23,8 +23,6 @@ from tests.malformed_corpus import MalformedCase, corpus
 from tests.malformed_generator import Template, render_stream, templates
 from tests.unit.test_schemas import ORIGINAL_API_REQUEST
 
-pytestmark = pytest.mark.unit
-
 NOW = datetime(2024, 11, 1, 12, tzinfo=UTC)
 
 
