@@ -1,12 +1,13 @@
-"""Shared fixtures: one broker per session, fresh topics per test, worker processes on demand."""
+"""Shared fixtures: one broker per session, fresh topics per test, worker processes on demand.
+
+Only fixtures and the marker hook live here; how a worker process is built is in tests/workers.py.
+"""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from tests.kafka_helpers import (
     session_broker,
     unique_topics,
 )
-from tests.processes import LoggedProcess, free_port
+from tests.workers import WorkerFactory, WorkerProcess, start_worker
 
 TESTS_DIR = Path(__file__).resolve().parent
 # The folder a test module sits in is its layer; the layer is its marker (`pytest -m unit`).
@@ -65,38 +66,8 @@ def topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[Top
     delete_topics(kafka_bootstrap, names)
 
 
-def settings_env(bootstrap: str, topics: TopicNames, **worker: str) -> dict[str, str]:
-    """Environment variables that point a fraudstream process at a test's broker and topics."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("FRAUDSTREAM_") or key == "FRAUDSTREAM_TEST_BOOTSTRAP"
-    }
-    env["FRAUDSTREAM_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
-    for field, name in topics.model_dump().items():
-        env[f"FRAUDSTREAM_KAFKA__TOPICS__{field.upper()}"] = name
-    for field, value in worker.items():
-        env[f"FRAUDSTREAM_WORKER__{field.upper()}"] = value
-    return env
-
-
-class WorkerProcess(LoggedProcess):
-    """A real ``fraudstream-worker`` process, as users run it."""
-
-    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
-        super().__init__([sys.executable, "-m", "stream_app.worker"], log_path, env, REPO_ROOT)
-        self.port = port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-WorkerFactory = Callable[..., WorkerProcess]
-
-
 @pytest.fixture
-def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerFactory]:
     started: list[WorkerProcess] = []
 
     def start(
@@ -105,17 +76,8 @@ def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..
         extra_env: dict[str, str] | None = None,
         **worker: str,
     ) -> WorkerProcess:
-        port = free_port()
-        options = {
-            "app_id": f"test-worker-{uuid.uuid4().hex[:8]}",
-            "web_port": str(port),
-            "data_dir": str(tmp_path / f"worker-{len(started)}"),
-            "model_path": str(model_path),
-            "model_poll_seconds": "0",  # no registry in these tests unless one asks for it
-            **worker,
-        }
-        env = {**settings_env(kafka_bootstrap, topics, **options), **(extra_env or {})}
-        process = WorkerProcess(env, port, tmp_path / f"worker-{len(started)}.log")
+        folder = tmp_path / f"worker-{len(started)}"
+        process = start_worker(kafka_bootstrap, topics, model_path, folder, extra_env, **worker)
         started.append(process)
         return process
 

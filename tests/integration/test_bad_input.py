@@ -29,7 +29,6 @@ from confluent_kafka import KafkaError, Message, Producer
 from stream_app.schemas import DeadLetter, Decision
 from stream_app.settings import TopicNames
 from stream_app.validation import DeadLetterReason
-from tests.conftest import WorkerFactory, WorkerProcess
 from tests.integration.test_worker_e2e import simulated_transactions
 from tests.integration.worker_helpers import ready, started_worker
 from tests.kafka_helpers import consume_all, wait_until
@@ -40,6 +39,7 @@ from tests.malformed_generator import (
     render_requests,
     render_stream,
 )
+from tests.workers import WorkerFactory, WorkerProcess
 
 log = logging.getLogger(__name__)
 

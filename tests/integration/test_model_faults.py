@@ -13,13 +13,13 @@ from pathlib import Path
 from stream_app.features import FEATURE_NAMES
 from stream_app.schemas import Verdict
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerFactory, WorkerProcess
 from tests.integration.test_worker_e2e import simulated_transactions
 from tests.integration.test_worker_swap import announce, relabelled_copy, swaps
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import consume_all, wait_until
 from tests.processes import free_port
 from tests.unit.test_model_swap import saved, train
+from tests.workers import WorkerFactory, WorkerProcess
 
 KEPT = "keeping the serving model"
 POLL_LOG_SECONDS = 300.0  # stream_app.worker.model_swap.POLL_FAILURE_LOG_SECONDS

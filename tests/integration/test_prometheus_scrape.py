@@ -17,7 +17,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerFactory, WorkerProcess
 from tests.integration.test_worker_e2e import simulated_transactions
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import wait_until
@@ -33,6 +32,7 @@ from tests.observability import (
     rule_expressions,
 )
 from tests.processes import LoggedProcess, free_port
+from tests.workers import WorkerFactory, WorkerProcess
 
 SCRAPED_TRANSACTIONS = 500
 

@@ -12,10 +12,10 @@ from producers.simulator import SimulatorConfig, iter_events
 from stream_app.schemas import DeadLetter, Transaction, Verdict
 from stream_app.settings import TopicNames
 from stream_app.worker.openapi import openapi_document
-from tests.conftest import WorkerFactory
 from tests.integration.worker_helpers import metric, post, produce, started_worker
 from tests.kafka_helpers import REPO_ROOT, consume_all
 from tests.unit.test_schemas import ORIGINAL_API_REQUEST
+from tests.workers import WorkerFactory
 
 # Ten bad messages, one per way input goes wrong, with the reason each must be dead-lettered for.
 BAD_MESSAGES: list[tuple[bytes, str]] = [

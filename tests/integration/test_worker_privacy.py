@@ -11,7 +11,6 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerFactory, WorkerProcess
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import wait_until
 from tests.unit.test_privacy import (
@@ -20,6 +19,7 @@ from tests.unit.test_privacy import (
     leaks,
     private_transactions,
 )
+from tests.workers import WorkerFactory, WorkerProcess
 
 
 def exposition(worker: WorkerProcess) -> str:
