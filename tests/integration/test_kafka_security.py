@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from stream_app.kafka import faust_credentials
 from stream_app.schemas import Verdict
 from stream_app.settings import KafkaSettings, TopicNames
-from tests.integration.test_worker_e2e import simulated_transactions
+from tests.factories import simulated_transactions
 from tests.kafka_helpers import create_topics, unique_topics, wait_until
 from tests.processes import free_port
 from tests.workers import WorkerProcess, settings_env

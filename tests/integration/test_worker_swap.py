@@ -11,7 +11,7 @@ from pathlib import Path
 
 from stream_app.schemas import ModelUpdate, Verdict
 from stream_app.settings import TopicNames
-from tests.integration.test_worker_e2e import simulated_transactions
+from tests.factories import simulated_transactions
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import consume_all, wait_until
 from tests.workers import WorkerFactory, WorkerProcess

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pandas as pd
 import pytest
@@ -37,6 +37,7 @@ from stream_app.features import FEATURE_NAMES
 from stream_app.kafka import DeliveryError
 from stream_app.schemas import RetrainRequest, Verdict
 from stream_app.store import LocalStore
+from tests.fakes import FakeMessage, FakeProducer
 from tests.unit.test_drift_checks import samples, shifted
 from tests.unit.test_drift_simulated import COLUMNS, CONFIG, REVIEW_THRESHOLD
 
@@ -73,25 +74,6 @@ def verdict_payloads(
 
 
 @dataclass
-class FakeMessage:
-    payload: bytes
-    offset_: int
-    partition_: int = 0
-
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes:
-        return self.payload
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def offset(self) -> int:
-        return self.offset_
-
-
-@dataclass
 class FakeConsumer:
     messages: list[FakeMessage]
     store: LocalStore
@@ -109,30 +91,13 @@ class FakeConsumer:
         self.reports_at_commit.append(self.store.list("drift/reports/"))
 
 
-@dataclass
-class FakeProducer:
-    acknowledge: bool = True
-    produced: list[tuple[str, bytes, bytes]] = field(default_factory=list)
-    pending: list[Any] = field(default_factory=list)
-
-    def produce(self, topic: str, value: bytes, key: bytes, on_delivery: Any) -> None:
-        self.produced.append((topic, value, key))
-        self.pending.append(on_delivery)
-
-    def flush(self, timeout: float) -> int:
-        if not self.acknowledge:
-            return len(self.pending)
-        for callback in self.pending:
-            callback(None, None)
-        self.pending = []
-        return 0
-
-
 def monitor_for(
     payloads: list[bytes], tmp_path: Path, producer: FakeProducer
 ) -> tuple[DriftMonitor, FakeConsumer, LocalStore]:
     store = LocalStore(tmp_path / "store")
-    consumer = FakeConsumer([FakeMessage(p, i) for i, p in enumerate(payloads)], store)
+    consumer = FakeConsumer(
+        [FakeMessage(SCORES_TOPIC, 0, i, p) for i, p in enumerate(payloads)], store
+    )
     reference, _ = samples(seed=11)
     parts = MonitorParts(
         consumer=cast(Consumer, consumer),
