@@ -1,12 +1,13 @@
-"""Shared fixtures: one broker per session, fresh topics per test, worker processes on demand."""
+"""Shared fixtures: one broker per session, fresh topics per test, worker processes on demand.
+
+Only fixtures and the marker hook live here; how a worker process is built is in tests/workers.py.
+"""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,36 @@ from tests.kafka_helpers import (
     session_broker,
     unique_topics,
 )
-from tests.processes import LoggedProcess, free_port
+from tests.workers import WorkerFactory, WorkerProcess, start_worker
+
+TESTS_DIR = Path(__file__).resolve().parent
+# The folder a test module sits in is its layer; the layer is its marker (`pytest -m unit`).
+LAYERS = ("unit", "agents", "integration")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects, so the folder's marker is what it sees
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    problems: list[str] = []
+    for item in items:
+        layer = layer_of(item.path)
+        hand_set = sorted({mark.name for mark in item.iter_markers() if mark.name in LAYERS})
+        if layer is None:
+            problems.append(f"{item.nodeid}: test modules live in tests/{{{','.join(LAYERS)}}}/")
+        elif hand_set:
+            problems.append(f"{item.nodeid}: marked {hand_set} by hand; tests/{layer}/ sets it")
+        else:
+            item.add_marker(layer)
+    if problems:
+        raise pytest.UsageError("layer markers come from the folder:\n  " + "\n  ".join(problems))
+
+
+def layer_of(path: Path) -> str | None:
+    """The layer of a test module: the folder under tests/ it sits in, if it is one of LAYERS."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(TESTS_DIR):
+        return None
+    parts = resolved.relative_to(TESTS_DIR).parts
+    return parts[0] if len(parts) > 1 and parts[0] in LAYERS else None
 
 
 @pytest.fixture(scope="session")
@@ -36,38 +66,8 @@ def topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[Top
     delete_topics(kafka_bootstrap, names)
 
 
-def settings_env(bootstrap: str, topics: TopicNames, **worker: str) -> dict[str, str]:
-    """Environment variables that point a fraudstream process at a test's broker and topics."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("FRAUDSTREAM_") or key == "FRAUDSTREAM_TEST_BOOTSTRAP"
-    }
-    env["FRAUDSTREAM_KAFKA__BOOTSTRAP_SERVERS"] = bootstrap
-    for field, name in topics.model_dump().items():
-        env[f"FRAUDSTREAM_KAFKA__TOPICS__{field.upper()}"] = name
-    for field, value in worker.items():
-        env[f"FRAUDSTREAM_WORKER__{field.upper()}"] = value
-    return env
-
-
-class WorkerProcess(LoggedProcess):
-    """A real ``fraudstream-worker`` process, as users run it."""
-
-    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
-        super().__init__([sys.executable, "-m", "stream_app.worker"], log_path, env, REPO_ROOT)
-        self.port = port
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-WorkerFactory = Callable[..., WorkerProcess]
-
-
 @pytest.fixture
-def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[WorkerFactory]:
     started: list[WorkerProcess] = []
 
     def start(
@@ -76,17 +76,8 @@ def worker_factory(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..
         extra_env: dict[str, str] | None = None,
         **worker: str,
     ) -> WorkerProcess:
-        port = free_port()
-        options = {
-            "app_id": f"test-worker-{uuid.uuid4().hex[:8]}",
-            "web_port": str(port),
-            "data_dir": str(tmp_path / f"worker-{len(started)}"),
-            "model_path": str(model_path),
-            "model_poll_seconds": "0",  # no registry in these tests unless one asks for it
-            **worker,
-        }
-        env = {**settings_env(kafka_bootstrap, topics, **options), **(extra_env or {})}
-        process = WorkerProcess(env, port, tmp_path / f"worker-{len(started)}.log")
+        folder = tmp_path / f"worker-{len(started)}"
+        process = start_worker(kafka_bootstrap, topics, model_path, folder, extra_env, **worker)
         started.append(process)
         return process
 

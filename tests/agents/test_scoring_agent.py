@@ -19,9 +19,7 @@ from stream_app.worker.app import create_app
 from stream_app.worker.model_swap import ModelSwapper, create_swap_metrics
 from stream_app.worker.parts import WorkerParts
 from stream_app.worker.publisher import BatchDelivery
-from tests.unit.test_processor import amount_model, transaction
-
-pytestmark = pytest.mark.agents
+from tests.factories import amount_model, transaction
 
 
 class RecordingPublisher:

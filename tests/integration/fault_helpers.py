@@ -27,9 +27,9 @@ from producers.simulator import SimulatorConfig, iter_events
 from stream_app.features import CONTEXT_FEATURES, CUSTOMER_FEATURES, offline_features
 from stream_app.schemas import Transaction, Verdict
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerProcess, settings_env
 from tests.kafka_helpers import BROKER_SCRIPT, REPO_ROOT, create_topics
 from tests.processes import free_port
+from tests.workers import WorkerProcess, settings_env
 
 # Merchant features are per worker and in memory (rebuilt from labels and the worker's own
 # partitions, see the README), so a restart or a rebalance changes them by design. Context and

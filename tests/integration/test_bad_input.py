@@ -29,8 +29,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from stream_app.schemas import DeadLetter, Decision
 from stream_app.settings import TopicNames
 from stream_app.validation import DeadLetterReason
-from tests.conftest import WorkerFactory, WorkerProcess
-from tests.integration.test_worker_e2e import simulated_transactions
+from tests.factories import simulated_transactions
 from tests.integration.worker_helpers import ready, started_worker
 from tests.kafka_helpers import consume_all, wait_until
 from tests.malformed_corpus import STATUS_BY_REASON, corpus
@@ -40,8 +39,8 @@ from tests.malformed_generator import (
     render_requests,
     render_stream,
 )
+from tests.workers import WorkerFactory, WorkerProcess
 
-pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
 
 REASONS: tuple[str, ...] = get_args(DeadLetterReason)

@@ -19,8 +19,6 @@ from confluent_kafka.admin import AdminClient
 from stream_app.settings import TopicNames
 from tests.processes import free_port
 
-pytestmark = pytest.mark.integration
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BROKER_SH = REPO_ROOT / "deploy" / "kafka" / "broker.sh"
 BIN_DIR = REPO_ROOT / "deploy" / "bin"

@@ -31,14 +31,12 @@ from confluent_kafka import Consumer, Message, TopicPartition
 
 from stream_app.schemas import ModelUpdate, RetrainRequest
 from stream_app.settings import TopicNames
-from tests.conftest import settings_env
 from tests.integration.mlflow_server import running_mlflow_server
 from tests.kafka_helpers import REPO_ROOT, delete_topics, unique_topics
 from tests.processes import free_port
+from tests.workers import settings_env
 from training.registry import alias_history, aliases, client_for
 from training.retrain_consumer import REQUEST_PARAM
-
-pytestmark = pytest.mark.integration
 
 SEED = 42
 RATE = 120

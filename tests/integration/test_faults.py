@@ -36,7 +36,6 @@ import pytest
 from stream_app.schemas import Transaction
 from stream_app.settings import TopicNames
 from stream_app.worker.app import EXIT_UNACKNOWLEDGED, MAX_BATCHES_IN_FLIGHT
-from tests.conftest import WorkerProcess
 from tests.integration.fault_helpers import (
     ConfirmedProducer,
     SeparateBroker,
@@ -50,8 +49,7 @@ from tests.integration.fault_helpers import (
 )
 from tests.integration.worker_helpers import metric, ready
 from tests.kafka_helpers import REPO_ROOT, delete_topics, unique_topics, wait_until
-
-pytestmark = pytest.mark.integration
+from tests.workers import WorkerProcess
 
 log = logging.getLogger(__name__)
 

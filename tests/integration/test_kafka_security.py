@@ -36,12 +36,10 @@ from pydantic import SecretStr
 from stream_app.kafka import faust_credentials
 from stream_app.schemas import Verdict
 from stream_app.settings import KafkaSettings, TopicNames
-from tests.conftest import WorkerProcess, settings_env
-from tests.integration.test_worker_e2e import simulated_transactions
+from tests.factories import simulated_transactions
 from tests.kafka_helpers import create_topics, unique_topics, wait_until
 from tests.processes import free_port
-
-pytestmark = pytest.mark.integration
+from tests.workers import WorkerProcess, settings_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BROKER_SH = REPO_ROOT / "deploy" / "kafka" / "broker.sh"

@@ -34,8 +34,6 @@ from training.registry import (
 )
 from training.train import TrainConfig, train_model
 
-pytestmark = pytest.mark.integration
-
 NAME = "fraudstream-test"
 EXPERIMENT = "fraudstream-test"
 START = pd.Timestamp("2025-03-01", tz="UTC")

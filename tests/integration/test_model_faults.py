@@ -10,20 +10,15 @@ import json
 import time
 from pathlib import Path
 
-import pytest
-
 from stream_app.features import FEATURE_NAMES
 from stream_app.schemas import Verdict
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerFactory, WorkerProcess
-from tests.integration.test_worker_e2e import simulated_transactions
+from tests.factories import quantile_model, saved, simulated_transactions
 from tests.integration.test_worker_swap import announce, relabelled_copy, swaps
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import consume_all, wait_until
 from tests.processes import free_port
-from tests.unit.test_model_swap import saved, train
-
-pytestmark = pytest.mark.integration
+from tests.workers import WorkerFactory, WorkerProcess
 
 KEPT = "keeping the serving model"
 POLL_LOG_SECONDS = 300.0  # stream_app.worker.model_swap.POLL_FAILURE_LOG_SECONDS
@@ -94,7 +89,7 @@ def test_a_model_whose_features_do_not_match_is_refused(
     serving = identity_of(trained_model_dir)[1]
     # A sound booster, trained on a feature list the worker does not compute.
     renamed = (*FEATURE_NAMES[:-1], "merchant_chargeback_rate_90d")
-    mismatched = saved(train("4", names=renamed), tmp_path / "mismatched")
+    mismatched = saved(quantile_model("4", names=renamed), tmp_path / "mismatched")
     worker = started_worker(worker_factory, topics, trained_model_dir)
 
     announce(kafka_bootstrap, topics, mismatched, "4")

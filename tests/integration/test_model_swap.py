@@ -22,12 +22,10 @@ from stream_app.worker.model_swap import (
     create_swap_metrics,
     synthetic_canary,
 )
+from tests.factories import quantile_model
 from tests.integration.mlflow_server import MlflowServer, running_mlflow_server
 from tests.processes import free_port
-from tests.unit.test_model_swap import train
 from training.registry import ensure_experiment, move_alias, register_version
-
-pytestmark = pytest.mark.integration
 
 NAME = "fraudstream-swap"
 WAIT_SECONDS = 60.0
@@ -47,7 +45,7 @@ def published(server: MlflowServer) -> dict[str, ModelBundle]:
     versions = {}
     for quantile in (0.5, 0.8):
         run_id = client.create_run(experiment).info.run_id
-        registered = register_version(client, NAME, run_id, train("0", quantile=quantile))
+        registered = register_version(client, NAME, run_id, quantile_model("0", quantile=quantile))
         client.set_terminated(run_id, "FINISHED")
         versions[registered.metadata.version] = registered
     assert sorted(versions) == ["1", "2"]

@@ -9,19 +9,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from stream_app.kafka import producer_config
 from stream_app.schemas import Transaction
 from stream_app.settings import KafkaSettings, TopicNames
 from stream_app.worker.predict_routing import partition_for
-from tests.conftest import WorkerFactory, WorkerProcess
 from tests.integration.fault_helpers import kill_hard, simulated_transactions
 from tests.integration.worker_helpers import metric, post, ready
 from tests.kafka_helpers import wait_until
-
-pytestmark = pytest.mark.integration
+from tests.workers import WorkerFactory, WorkerProcess
 
 PARTITIONS = 3
 # Fields that differ between two scorings of one request by design: when and how fast.

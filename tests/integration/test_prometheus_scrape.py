@@ -17,12 +17,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerFactory, WorkerProcess
-from tests.integration.test_worker_e2e import simulated_transactions
+from tests.factories import simulated_transactions
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import wait_until
-from tests.processes import LoggedProcess, free_port
-from tests.unit.test_observability_config import (
+from tests.observability import (
     DRIFT_MONITOR_METRICS,
     PROMETHEUS_CONFIG,
     RULES,
@@ -33,8 +31,8 @@ from tests.unit.test_observability_config import (
     require_binary,
     rule_expressions,
 )
-
-pytestmark = pytest.mark.integration
+from tests.processes import LoggedProcess, free_port
+from tests.workers import WorkerFactory, WorkerProcess
 
 SCRAPED_TRANSACTIONS = 500
 

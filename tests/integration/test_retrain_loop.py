@@ -53,8 +53,6 @@ from training.retrain_consumer import (
 )
 from training.train import TrainConfig
 
-pytestmark = pytest.mark.integration
-
 DAYS = 14
 KAFKA_DAYS = 3  # the last days go through the topics and the lake writer; the rest straight in
 

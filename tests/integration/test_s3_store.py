@@ -2,7 +2,8 @@
 
 The server is s3proxy, run by deploy/s3/s3proxy.sh on a free port on 127.0.0.1 with a key pair
 made for this session, so boto3 signs real requests and the server checks them. Every test gets
-a fresh bucket.
+a fresh bucket. The cases every backend shares are in tests/store_contract.py; the ones here
+are S3's own: the prefix on the server, other tenants' objects, error codes, the script.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
-import numpy as np
 import pandas as pd
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
@@ -31,13 +31,16 @@ from stream_app.store import (
     ObjectStore,
     S3Store,
     open_store,
-    read_parquet_prefix,
-    write_parquet,
 )
 from tests.kafka_helpers import REPO_ROOT
 from tests.processes import free_port
-
-pytestmark = pytest.mark.integration
+from tests.store_contract import (
+    CONTRACT,
+    CONTRACT_IDS,
+    bytes_round_trip_and_overwrite,
+    list_is_a_sorted_string_prefix_match,
+    observe,
+)
 
 S3PROXY_SH = REPO_ROOT / "deploy" / "s3" / "s3proxy.sh"
 FETCH_TIMEOUT_S = 600  # the first fetch downloads a 55 MB jar from Maven Central
@@ -147,17 +150,18 @@ def bucket(s3_server: S3Server) -> str:
     return name
 
 
-def test_bytes_round_trip_under_the_store_prefix(s3_server: S3Server, bucket: str) -> None:
+@pytest.mark.parametrize("case", CONTRACT, ids=CONTRACT_IDS)
+def test_s3_store_keeps_the_object_store_contract(
+    s3_server: S3Server, bucket: str, case: Callable[[ObjectStore], None]
+) -> None:
     store = open_store(s3_server.settings(f"s3://{bucket}/tenant-a"))
     assert isinstance(store, S3Store)
-    store.put_bytes("reports/2025/a.json", b"first")
-    store.put_bytes("reports/2025/a.json", b"second")  # a write replaces the whole object
-    store.put_bytes("reports/2025/b.json", b"\x00\xff")
+    case(store)
 
-    assert store.get_bytes("reports/2025/a.json") == b"second"
-    assert store.get_bytes("reports/2025/b.json") == b"\x00\xff"
-    assert store.exists("reports/2025/a.json")
-    assert not store.exists("reports/2025/c.json")
+
+def test_writes_land_under_the_store_prefix(s3_server: S3Server, bucket: str) -> None:
+    store = open_store(s3_server.settings(f"s3://{bucket}/tenant-a"))
+    bytes_round_trip_and_overwrite(store)
     # The prefix is applied on the server, not just in the store's own bookkeeping.
     raw = s3_server.client().get_object(Bucket=bucket, Key="tenant-a/reports/2025/a.json")
     assert raw["Body"].read() == b"second"
@@ -167,16 +171,10 @@ def test_list_sees_only_the_store_prefix_as_plain_string_prefixes(
     s3_server: S3Server, bucket: str
 ) -> None:
     store = open_store(s3_server.settings(f"s3://{bucket}/tenant-a/"))
-    for key in ["t/date=2025-01-02/p.parquet", "t/date=2025-01-01/p.parquet", "t2/x", "u/y"]:
-        store.put_bytes(key, b"x")
     s3_server.client().put_object(Bucket=bucket, Key="tenant-b/t/other", Body=b"x")
     s3_server.client().put_object(Bucket=bucket, Key="tenant-a2/t/other", Body=b"x")
 
-    assert store.list("t/") == ["t/date=2025-01-01/p.parquet", "t/date=2025-01-02/p.parquet"]
-    assert store.list("t") == ["t/date=2025-01-01/p.parquet", "t/date=2025-01-02/p.parquet", "t2/x"]
-    assert store.list("t/date=2025-01-02") == ["t/date=2025-01-02/p.parquet"]
-    assert store.list() == [*store.list("t"), "u/y"]
-    assert store.list("nothing/") == []
+    list_is_a_sorted_string_prefix_match(store)  # the other tenants' objects are not listed
 
 
 def test_uris_name_bucket_prefix_and_key(s3_server: S3Server, bucket: str) -> None:
@@ -217,61 +215,10 @@ def test_infrastructure_errors_are_not_reported_as_missing_objects(
     assert missing.value.response["Error"]["Code"] == "NoSuchBucket"
 
 
-def _day_frame(day: str, rows: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "transaction_id": [f"{day}-{i}" for i in range(rows)],
-            "amount": rng.gamma(2.0, 40.0, rows).round(2),
-            "timestamp": pd.date_range(day, periods=rows, freq="7min", tz="UTC"),
-        }
-    )
-
-
-DAYS = ("2025-01-01", "2025-01-02", "2025-01-03")
-
-
-def _write_lake(store: ObjectStore) -> list[str]:
-    """Days written out of order, plus objects a reader of the transactions must skip."""
-    uris = [
-        write_parquet(store, f"lake/transactions/date={day}/part-0.parquet", _day_frame(day, 5, i))
-        for i, day in sorted(enumerate(DAYS), key=lambda item: item[1], reverse=True)
-    ]
-    store.put_bytes("lake/transactions/_SUCCESS", b"")
-    write_parquet(store, "lake/labels/date=2025-01-01/part-0.parquet", _day_frame(DAYS[0], 2, 9))
-    return uris
-
-
-def test_partitioned_lake_round_trip(s3_server: S3Server, bucket: str) -> None:
-    store = open_store(s3_server.settings(f"s3://{bucket}/lake-test"))
-    uris = _write_lake(store)
-    assert uris[0] == f"s3://{bucket}/lake-test/lake/transactions/date=2025-01-03/part-0.parquet"
-
-    frame = read_parquet_prefix(store, "lake/transactions/")
-    expected = pd.concat([_day_frame(day, 5, i) for i, day in enumerate(DAYS)], ignore_index=True)
-    pd.testing.assert_frame_equal(frame, expected)  # key order is date order
-
-    amounts = read_parquet_prefix(store, "lake/transactions/", columns=["amount"])
-    pd.testing.assert_frame_equal(amounts, expected[["amount"]])
-    empty = read_parquet_prefix(store, "lake/nothing/", columns=["amount"])
-    assert empty.empty
-    assert list(empty.columns) == ["amount"]
-
-
-def _observe(store: ObjectStore) -> tuple[list[str], list[str], pd.DataFrame, bool]:
-    _write_lake(store)
-    return (
-        store.list("lake/"),
-        store.list("lake/transactions/date=2025-01-0"),
-        read_parquet_prefix(store, "lake/transactions"),
-        store.exists("lake/labels/date=2025-01-01/part-0.parquet"),
-    )
-
-
 def test_s3_and_local_backends_agree(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
     """Code written against a local folder runs unchanged on S3: same keys, same frames."""
-    on_s3 = _observe(open_store(s3_server.settings(f"s3://{bucket}/parity")))
-    local = _observe(LocalStore(tmp_path / "store"))
+    on_s3 = observe(open_store(s3_server.settings(f"s3://{bucket}/parity")))
+    local = observe(LocalStore(tmp_path / "store"))
     assert on_s3[:2] == local[:2]
     assert on_s3[3] is local[3] is True
     pd.testing.assert_frame_equal(on_s3[2], local[2])

@@ -8,18 +8,13 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
-from producers.simulator import SimulatorConfig, iter_events
-from stream_app.schemas import DeadLetter, Transaction, Verdict
+from stream_app.schemas import DeadLetter, Verdict
 from stream_app.settings import TopicNames
 from stream_app.worker.openapi import openapi_document
-from tests.conftest import WorkerFactory
+from tests.factories import ORIGINAL_API_REQUEST, simulated_transactions
 from tests.integration.worker_helpers import metric, post, produce, started_worker
 from tests.kafka_helpers import REPO_ROOT, consume_all
-from tests.unit.test_schemas import ORIGINAL_API_REQUEST
-
-pytestmark = pytest.mark.integration
+from tests.workers import WorkerFactory
 
 # Ten bad messages, one per way input goes wrong, with the reason each must be dead-lettered for.
 BAD_MESSAGES: list[tuple[bytes, str]] = [
@@ -34,12 +29,6 @@ BAD_MESSAGES: list[tuple[bytes, str]] = [
     (ORIGINAL_API_REQUEST.replace(b"2024-11-01", b"1999-11-01"), "timestamp_out_of_range"),
     (b"{" + b" " * 70_000 + b"}", "oversized"),
 ]
-
-
-def simulated_transactions(count: int, seed: int = 11) -> list[Transaction]:
-    config = SimulatorConfig(seed=seed, n_customers=300, n_merchants=500)
-    events = iter_events(config, max_transactions=count)
-    return [event for event in events if isinstance(event, Transaction)]
 
 
 def test_every_transaction_gets_one_verdict_and_bad_input_is_dead_lettered(

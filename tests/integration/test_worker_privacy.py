@@ -8,11 +8,9 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerFactory, WorkerProcess
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import wait_until
 from tests.unit.test_privacy import (
@@ -21,8 +19,7 @@ from tests.unit.test_privacy import (
     leaks,
     private_transactions,
 )
-
-pytestmark = pytest.mark.integration
+from tests.workers import WorkerFactory, WorkerProcess
 
 
 def exposition(worker: WorkerProcess) -> str:

@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 
 from producers.simulator import SimulatorConfig, generate_history
 from stream_app.features import FEATURE_NAMES, offline_features
 from stream_app.schemas import Label, Transaction, Verdict
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerFactory
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import (
     consume_all,
@@ -24,8 +22,7 @@ from tests.kafka_helpers import (
     unique_topics,
     wait_until,
 )
-
-pytestmark = pytest.mark.integration
+from tests.workers import WorkerFactory
 
 
 def payment(txn_id: str, customer: str, amount: float, at: datetime, merchant: str) -> Transaction:

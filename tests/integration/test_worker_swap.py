@@ -9,16 +9,12 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from stream_app.schemas import ModelUpdate, Verdict
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerFactory, WorkerProcess
-from tests.integration.test_worker_e2e import simulated_transactions
+from tests.factories import simulated_transactions
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import consume_all, wait_until
-
-pytestmark = pytest.mark.integration
+from tests.workers import WorkerFactory, WorkerProcess
 
 TRANSACTIONS = 3000
 

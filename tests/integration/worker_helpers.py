@@ -12,8 +12,8 @@ from typing import Any
 from confluent_kafka import Producer
 
 from stream_app.settings import TopicNames
-from tests.conftest import WorkerFactory, WorkerProcess
 from tests.kafka_helpers import wait_until
+from tests.workers import WorkerFactory, WorkerProcess
 
 
 def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:

@@ -21,8 +21,6 @@ from training.backtest import (
 )
 from training.train import TrainConfig
 
-pytestmark = pytest.mark.unit
-
 START = pd.Timestamp("2025-01-01", tz="UTC")
 SMALL = BacktestConfig(
     train_days=3,

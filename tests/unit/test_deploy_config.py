@@ -3,15 +3,13 @@
 compose.yaml needs a Docker engine, the workflows need GitHub and the Terraform configuration
 needs AWS, so the properties that matter are pinned here: start order by health, no secrets in
 plain text, OIDC instead of stored AWS keys, a private and encrypted bucket, and names that
-must agree across files (setting names, the CI broker address, resources CD targets). The last
-two tests run the real linters and are integration tests: they need terraform and actionlint.
+must agree across files (setting names, the CI broker address, resources CD targets). The real
+linters (terraform fmt, actionlint) run in tests/integration/test_deploy_linters.py.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,15 +24,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = REPO_ROOT / "compose.yaml"
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 TERRAFORM = REPO_ROOT / "deploy" / "terraform"
-ACTIONLINT_INSTALLER = "deploy/tools/install-actionlint.sh"
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY", re.IGNORECASE)
 INTERPOLATION = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(:?[-?][^}]*)?\}$")
 # FRAUDSTREAM_<SECTION>__<FIELD>; FRAUDSTREAM_TEST_BOOTSTRAP is the tests' own, not a setting.
 SETTING_NAME = re.compile(r"\bFRAUDSTREAM_[A-Z]+__[A-Z0-9_]*[A-Z0-9]\b")
 PINNED_ACTION = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$")
-
-unit = pytest.mark.unit
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -117,7 +112,6 @@ def known_settings() -> set[str]:
 # --- compose.yaml -----------------------------------------------------------------------------
 
 
-@unit
 @pytest.mark.parametrize("service", ["kafka", "worker"])
 def test_compose_services_others_wait_for_have_healthchecks(service: str) -> None:
     healthcheck = compose()["services"][service].get("healthcheck", {})
@@ -125,7 +119,6 @@ def test_compose_services_others_wait_for_have_healthchecks(service: str) -> Non
     assert not healthcheck.get("disable", False)
 
 
-@unit
 def test_compose_dependents_wait_until_kafka_and_worker_are_healthy() -> None:
     waited_on = 0
     for name, service in compose()["services"].items():
@@ -152,7 +145,6 @@ def _environments(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [env for env in found if isinstance(env, dict)]
 
 
-@unit
 def test_compose_has_no_literal_secrets() -> None:
     secrets = {
         name: value
@@ -164,7 +156,6 @@ def test_compose_has_no_literal_secrets() -> None:
     assert not re.search(r"AKIA[0-9A-Z]{16}|BEGIN [A-Z ]*PRIVATE KEY", COMPOSE.read_text())
 
 
-@unit
 def test_compose_publishes_ports_on_loopback_only() -> None:
     published = [
         str(port) for service in compose()["services"].values() for port in service.get("ports", [])
@@ -173,7 +164,6 @@ def test_compose_publishes_ports_on_loopback_only() -> None:
     assert all(port.startswith("127.0.0.1:") for port in published), published
 
 
-@unit
 def test_compose_settings_are_real_settings() -> None:
     assert set(SETTING_NAME.findall(COMPOSE.read_text())) <= known_settings()
 
@@ -181,7 +171,6 @@ def test_compose_settings_are_real_settings() -> None:
 # --- workflows --------------------------------------------------------------------------------
 
 
-@unit
 def test_cd_authenticates_through_oidc_with_the_two_secrets() -> None:
     cd = workflow("cd.yml")
     assert cd["permissions"] == {"id-token": "write", "contents": "read"}
@@ -193,14 +182,12 @@ def test_cd_authenticates_through_oidc_with_the_two_secrets() -> None:
     assert "AWS_SECRET_ACCESS_KEY" not in text
 
 
-@unit
 def test_cd_deploys_main_and_version_tags() -> None:
     push = workflow("cd.yml")["on"]["push"]
     assert push["branches"] == ["main"]
     assert push["tags"]
 
 
-@unit
 def test_cd_applies_the_image_tag_it_built() -> None:
     cd = workflow("cd.yml")
     build = step_using(cd, "docker/build-push-action")["with"]
@@ -217,7 +204,6 @@ def test_cd_applies_the_image_tag_it_built() -> None:
     assert applies[0]["env"]["IMAGE_TAG"] == tag_expression
 
 
-@unit
 def test_cd_names_terraform_resources_and_outputs_that_exist() -> None:
     scripts = "\n".join(run_scripts(workflow("cd.yml")))
     targets = re.findall(r"-target=(\w+)\.(\w+)", scripts)
@@ -234,7 +220,6 @@ def test_cd_names_terraform_resources_and_outputs_that_exist() -> None:
     assert workflow("cd.yml")["env"]["ECR_REPOSITORY"] == default_project.strip('"')
 
 
-@unit
 def test_ci_tests_against_the_kafka_service() -> None:
     job = workflow("ci.yml")["jobs"]["test"]
     kafka = job["services"]["kafka"]
@@ -247,7 +232,6 @@ def test_ci_tests_against_the_kafka_service() -> None:
     assert "--health-cmd" in kafka["options"]
 
 
-@unit
 def test_ci_runs_the_lint_and_test_commands_on_python_311_and_java_17() -> None:
     ci = workflow("ci.yml")
     scripts = run_scripts(ci)
@@ -259,7 +243,6 @@ def test_ci_runs_the_lint_and_test_commands_on_python_311_and_java_17() -> None:
     assert step_using(ci, "actions/setup-java")["with"]["cache"] == "maven"
 
 
-@unit
 @pytest.mark.parametrize("name", ["ci.yml", "cd.yml"])
 def test_actions_are_pinned_to_a_version(name: str) -> None:
     used = [step["uses"] for step in steps(workflow(name)) if "uses" in step]
@@ -270,7 +253,6 @@ def test_actions_are_pinned_to_a_version(name: str) -> None:
 # --- Terraform --------------------------------------------------------------------------------
 
 
-@unit
 def test_bucket_is_versioned_encrypted_private_and_tls_only() -> None:
     versioning = hcl_block('resource "aws_s3_bucket_versioning" "data"')
     assert hcl_attribute(versioning, "status") == '"Enabled"'
@@ -293,7 +275,6 @@ def test_bucket_is_versioned_encrypted_private_and_tls_only() -> None:
     assert 'values   = ["false"]' in tls_statement
 
 
-@unit
 def test_providers_and_terraform_are_pinned() -> None:
     settings = hcl_block("terraform")
     assert re.search(r'required_version\s*=\s*">=\s*\d+\.\d+', settings)
@@ -304,7 +285,6 @@ def test_providers_and_terraform_are_pinned() -> None:
         assert re.search(r'version\s*=\s*"(~>|=)\s*\d+\.\d+', declaration.group(1)), provider
 
 
-@unit
 def test_secrets_reach_tasks_by_reference_only() -> None:
     text = terraform_text()
     literal = re.findall(r'(?im)^\s*\w*(password|secret_string|credential)\w*\s*=\s*"[^"$]+"', text)
@@ -318,12 +298,10 @@ def test_secrets_reach_tasks_by_reference_only() -> None:
     assert "(secretsmanager|ssm)" in hcl_block('variable "task_secrets"')
 
 
-@unit
 def test_settings_given_to_tasks_are_real_settings() -> None:
     assert set(SETTING_NAME.findall(terraform_text())) <= known_settings()
 
 
-@unit
 def test_kafka_is_msk_or_external_by_variable() -> None:
     variable = hcl_block('variable "kafka_mode"')
     assert 'contains(["msk", "external"], var.kafka_mode)' in variable
@@ -332,7 +310,6 @@ def test_kafka_is_msk_or_external_by_variable() -> None:
     )
 
 
-@unit
 def test_load_balancer_forwards_predict_and_health_to_the_worker_port() -> None:
     rule = hcl_block('resource "aws_lb_listener_rule" "worker"')
     assert re.search(r'values\s*=\s*\["/predict", "/health"\]', rule)
@@ -341,34 +318,3 @@ def test_load_balancer_forwards_predict_and_health_to_the_worker_port() -> None:
     worker_port = re.search(r"worker_port\s*=\s*(\d+)", terraform_text())
     assert worker_port
     assert int(worker_port.group(1)) == WorkerSettings().web_port
-
-
-# --- the real linters -------------------------------------------------------------------------
-
-
-def _binary(name: str, hint: str) -> str:
-    local = REPO_ROOT / ".local" / "bin" / name
-    found = str(local) if local.is_file() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not found in .local/bin or on PATH: {hint}")
-    return found
-
-
-def _run(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
-@pytest.mark.integration
-def test_terraform_configuration_is_formatted() -> None:
-    terraform = _binary("terraform", "install Terraform 1.11 or newer")
-    result = _run(terraform, "fmt", "-check", "-recursive", "-diff", "deploy/terraform")
-    assert result.returncode == 0, f"run `terraform fmt -recursive deploy/terraform`:\n{result}"
-
-
-@pytest.mark.integration
-def test_workflows_pass_actionlint() -> None:
-    actionlint = _binary("actionlint", f"install it with {ACTIONLINT_INSTALLER}")
-    result = _run(actionlint, "-color=false")
-    assert result.returncode == 0, f"actionlint found problems:\n{result.stdout}{result.stderr}"

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from stream_app.settings_doc import BEGIN_MARKER, DOC_PATH, END_MARKER, settings_table
 from tests.kafka_helpers import REPO_ROOT
-
-pytestmark = pytest.mark.unit
 
 
 def test_configuration_page_settings_table_is_current() -> None:

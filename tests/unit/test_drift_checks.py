@@ -62,7 +62,6 @@ def shifted(window: pd.DataFrame, seed: int) -> pd.DataFrame:
 # --- PSI ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.unit
 def test_psi_is_zero_on_identical_samples_and_grows_with_the_shift() -> None:
     rng = np.random.default_rng(0)
     reference = rng.lognormal(3.0, 1.0, 5_000)
@@ -71,7 +70,6 @@ def test_psi_is_zero_on_identical_samples_and_grows_with_the_shift() -> None:
     assert 0 < scores[0] < scores[1] < scores[2]
 
 
-@pytest.mark.unit
 def test_psi_bins_discrete_values_and_gives_new_values_their_own_bin() -> None:
     reference = np.array([0.0] * 50 + [1.0] * 50)
     current = np.array([0.0] * 50 + [1.0] * 40 + [2.0] * 10)
@@ -80,7 +78,6 @@ def test_psi_bins_discrete_values_and_gives_new_values_their_own_bin() -> None:
     assert psi(reference, current) == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.unit
 def test_psi_uses_reference_deciles_so_one_huge_value_does_not_hide_a_shift() -> None:
     rng = np.random.default_rng(1)
     reference = rng.lognormal(3.0, 1.0, 5_000)
@@ -91,7 +88,6 @@ def test_psi_uses_reference_deciles_so_one_huge_value_does_not_hide_a_shift() ->
 # --- the check -----------------------------------------------------------------------------------
 
 
-@pytest.mark.unit
 def test_same_distribution_window_is_not_drifted() -> None:
     reference, window = samples(seed=11)
     result = measure(window, reference, SPAN, CONFIG, REVIEW_THRESHOLD)
@@ -100,7 +96,6 @@ def test_same_distribution_window_is_not_drifted() -> None:
     assert result.prediction.score < CONFIG.feature_threshold
 
 
-@pytest.mark.unit
 def test_shifted_amounts_and_category_mix_are_drifted() -> None:
     reference, window = samples(seed=11)
     result = measure(shifted(window, seed=5), reference, SPAN, CONFIG, REVIEW_THRESHOLD)
@@ -109,7 +104,6 @@ def test_shifted_amounts_and_category_mix_are_drifted() -> None:
     assert result.drift_share >= CONFIG.drift_share_threshold
 
 
-@pytest.mark.unit
 def test_evidently_report_gives_the_fast_path_numbers_and_lands_in_the_store(
     tmp_path: Path,
 ) -> None:
@@ -142,7 +136,6 @@ def fast_score(result: DriftResult, name: str) -> float:
     return next(feature.score for feature in result.features if feature.name == name)
 
 
-@pytest.mark.unit
 def test_check_without_a_store_writes_nothing_and_has_no_report_uri() -> None:
     reference, window = samples(seed=11)
     result = check_window(window.head(1_000), reference, SPAN, CONFIG, None)
@@ -150,7 +143,6 @@ def test_check_without_a_store_writes_nothing_and_has_no_report_uri() -> None:
     assert result.rows == 1_000
 
 
-@pytest.mark.unit
 def test_missing_columns_are_named() -> None:
     reference, window = samples(seed=11)
     with pytest.raises(ValueError, match="amount_usd"):
@@ -160,7 +152,6 @@ def test_missing_columns_are_named() -> None:
 # --- alert rates and configuration ---------------------------------------------------------------
 
 
-@pytest.mark.unit
 def test_alert_rate_uses_decisions_else_scores_against_the_review_threshold() -> None:
     frame = pd.DataFrame(
         {SCORE_COLUMN: [0.1, 0.6, 0.95, 0.2], DECISION_COLUMN: ["approve"] * 3 + ["block"]}
@@ -171,7 +162,6 @@ def test_alert_rate_uses_decisions_else_scores_against_the_review_threshold() ->
     assert alert_rate(scores_only, None) is None
 
 
-@pytest.mark.unit
 def test_alert_rate_change_compares_window_decisions_with_reference_scores() -> None:
     reference, window = samples(seed=11)
     result = measure(window, reference, SPAN, CONFIG, REVIEW_THRESHOLD)
@@ -183,7 +173,6 @@ def test_alert_rate_change_compares_window_decisions_with_reference_scores() -> 
     assert 0.005 < expected_reference < 0.2  # the stand-in model alerts on a few percent
 
 
-@pytest.mark.unit
 def test_config_leaves_out_excluded_features_and_rejects_unknown_names() -> None:
     config = CheckConfig.from_settings(DriftSettings())
     assert not {"hour_of_day", "amount"} & set(config.features)

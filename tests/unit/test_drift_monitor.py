@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pandas as pd
 import pytest
@@ -37,6 +37,7 @@ from stream_app.features import FEATURE_NAMES
 from stream_app.kafka import DeliveryError
 from stream_app.schemas import RetrainRequest, Verdict
 from stream_app.store import LocalStore
+from tests.fakes import FakeMessage, FakeProducer
 from tests.unit.test_drift_checks import samples, shifted
 from tests.unit.test_drift_simulated import COLUMNS, CONFIG, REVIEW_THRESHOLD
 
@@ -73,25 +74,6 @@ def verdict_payloads(
 
 
 @dataclass
-class FakeMessage:
-    payload: bytes
-    offset_: int
-    partition_: int = 0
-
-    def error(self) -> None:
-        return None
-
-    def value(self) -> bytes:
-        return self.payload
-
-    def partition(self) -> int:
-        return self.partition_
-
-    def offset(self) -> int:
-        return self.offset_
-
-
-@dataclass
 class FakeConsumer:
     messages: list[FakeMessage]
     store: LocalStore
@@ -109,30 +91,13 @@ class FakeConsumer:
         self.reports_at_commit.append(self.store.list("drift/reports/"))
 
 
-@dataclass
-class FakeProducer:
-    acknowledge: bool = True
-    produced: list[tuple[str, bytes, bytes]] = field(default_factory=list)
-    pending: list[Any] = field(default_factory=list)
-
-    def produce(self, topic: str, value: bytes, key: bytes, on_delivery: Any) -> None:
-        self.produced.append((topic, value, key))
-        self.pending.append(on_delivery)
-
-    def flush(self, timeout: float) -> int:
-        if not self.acknowledge:
-            return len(self.pending)
-        for callback in self.pending:
-            callback(None, None)
-        self.pending = []
-        return 0
-
-
 def monitor_for(
     payloads: list[bytes], tmp_path: Path, producer: FakeProducer
 ) -> tuple[DriftMonitor, FakeConsumer, LocalStore]:
     store = LocalStore(tmp_path / "store")
-    consumer = FakeConsumer([FakeMessage(p, i) for i, p in enumerate(payloads)], store)
+    consumer = FakeConsumer(
+        [FakeMessage(SCORES_TOPIC, 0, i, p) for i, p in enumerate(payloads)], store
+    )
     reference, _ = samples(seed=11)
     parts = MonitorParts(
         consumer=cast(Consumer, consumer),
@@ -157,7 +122,6 @@ def clean_then_drifted() -> list[bytes]:
     return [*clean[:500], b"{not json", *clean[500:], *drifted]
 
 
-@pytest.mark.unit
 def test_windows_are_checked_reported_requested_then_committed(tmp_path: Path) -> None:
     producer = FakeProducer()
     monitor, consumer, store = monitor_for(clean_then_drifted(), tmp_path, producer)
@@ -192,7 +156,6 @@ def test_windows_are_checked_reported_requested_then_committed(tmp_path: Path) -
     assert reference_rate == results[2].alert_rate.reference
 
 
-@pytest.mark.unit
 def test_an_unacknowledged_request_stops_the_monitor_before_the_commit(tmp_path: Path) -> None:
     monitor, consumer, store = monitor_for(clean_then_drifted(), tmp_path, FakeProducer(False))
     with pytest.raises(DeliveryError):
@@ -202,7 +165,6 @@ def test_an_unacknowledged_request_stops_the_monitor_before_the_commit(tmp_path:
     assert not store.exists(FLAG_KEY)
 
 
-@pytest.mark.unit
 def test_parse_row_takes_features_in_column_order_then_the_score() -> None:
     _, pool = samples(seed=11)
     [payload] = verdict_payloads(pool.iloc[:1])
@@ -216,7 +178,6 @@ def test_parse_row_takes_features_in_column_order_then_the_score() -> None:
         parse_row(no_features.to_bytes(), COLUMNS, 0, 0)
 
 
-@pytest.mark.unit
 def test_reference_file_is_checked_for_columns_and_rows(tmp_path: Path) -> None:
     reference, _ = samples(seed=11)
     path = tmp_path / "reference.parquet"
@@ -231,7 +192,6 @@ def test_reference_file_is_checked_for_columns_and_rows(tmp_path: Path) -> None:
         load_reference_file(tmp_path / "missing.parquet", COLUMNS)
 
 
-@pytest.mark.unit
 def test_artifact_paths_match_what_training_logs() -> None:
     from training.registry import MODEL_ARTIFACT_PATH
     from training.registry import REFERENCE_ARTIFACT as TRAINING_REFERENCE
@@ -251,7 +211,6 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, os.environ.get(name, "2"))
 
 
-@pytest.mark.unit
 def test_check_command_prints_the_result_and_writes_the_reports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -279,7 +238,6 @@ def test_check_command_prints_the_result_and_writes_the_reports(
     assert printed["report_uri"] == store.uri(store.list("drift/reports/")[1])
 
 
-@pytest.mark.unit
 def test_a_missing_reference_fails_with_one_line_and_status_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -162,7 +162,6 @@ def steady() -> Evaluation:
     return evaluate(scored_history(SEED, days=72))
 
 
-@pytest.mark.unit
 def test_scheduled_drift_is_detected_within_two_windows_and_not_before(
     drifting: Evaluation,
 ) -> None:
@@ -180,7 +179,6 @@ def test_scheduled_drift_is_detected_within_two_windows_and_not_before(
     assert "merchant_category_code" in drifting.results[flagged[0]].drifted_features
 
 
-@pytest.mark.unit
 def test_one_retrain_request_follows_k_drifted_windows(drifting: Evaluation) -> None:
     history = scored_history(SEED, days=60, drift_at=DRIFT_AT)
     assert history.drift_row is not None
@@ -196,7 +194,6 @@ def test_one_retrain_request_follows_k_drifted_windows(drifting: Evaluation) -> 
     assert request.window_end == drifting.results[first_run + consecutive - 1].span.end
 
 
-@pytest.mark.unit
 def test_no_false_alarm_over_fifty_windows_without_drift(steady: Evaluation) -> None:
     assert len(steady.results) >= 50
     shares = [round(result.drift_share, 3) for result in steady.results]
@@ -207,7 +204,6 @@ def test_no_false_alarm_over_fifty_windows_without_drift(steady: Evaluation) -> 
     assert max(result.prediction.score for result in steady.results) < CONFIG.feature_threshold
 
 
-@pytest.mark.unit
 def test_local_currency_amount_follows_the_clock_so_it_is_left_out() -> None:
     """Why ``amount`` is excluded: customers transact by their local hours, so half a day of
     traffic has another region (currency) mix than the day-long reference. Its PSI passes the

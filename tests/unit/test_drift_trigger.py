@@ -58,7 +58,6 @@ def trigger(
     return RetrainTrigger(TriggerPolicy(k, cooldown), clock=clock), clock
 
 
-@pytest.mark.unit
 def test_fires_after_exactly_k_drifted_windows_not_after_k_minus_one() -> None:
     retrain, _ = trigger(k=3)
     assert retrain.observe(window(0, True)) is None
@@ -74,7 +73,6 @@ def test_fires_after_exactly_k_drifted_windows_not_after_k_minus_one() -> None:
     assert request.drift_share == 1.0
 
 
-@pytest.mark.unit
 def test_a_clean_window_resets_the_streak() -> None:
     retrain, _ = trigger(k=3)
     outcomes = [
@@ -88,7 +86,6 @@ def test_a_clean_window_resets_the_streak() -> None:
     assert request.window_start == window(3, True).span.start
 
 
-@pytest.mark.unit
 def test_cooldown_holds_a_second_request_back_then_lets_one_through() -> None:
     retrain, clock = trigger(k=2, cooldown=timedelta(hours=1))
     retrain.observe(window(0, True))
@@ -108,7 +105,6 @@ def test_cooldown_holds_a_second_request_back_then_lets_one_through() -> None:
     assert retrain.streak == 0
 
 
-@pytest.mark.unit
 def test_a_restored_last_request_time_keeps_the_cooldown_across_restarts() -> None:
     clock = FakeClock()
     retrain = RetrainTrigger(
@@ -121,7 +117,6 @@ def test_a_restored_last_request_time_keeps_the_cooldown_across_restarts() -> No
     assert retrain.observe(window(1, True)) is not None
 
 
-@pytest.mark.unit
 def test_request_ids_are_uuid5_of_the_bounds_so_a_replay_repeats_them() -> None:
     span = Span(START, START + WINDOW)
     assert request_id(span) == request_id(Span(START, START + WINDOW))
@@ -143,7 +138,6 @@ def test_request_ids_are_uuid5_of_the_bounds_so_a_replay_repeats_them() -> None:
     assert ids[0] == ids[1]
 
 
-@pytest.mark.unit
 def test_the_flag_round_trips_through_the_store(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     assert read_flag(store) is None
@@ -154,7 +148,6 @@ def test_the_flag_round_trips_through_the_store(tmp_path: Path) -> None:
     assert read_flag(store) == request
 
 
-@pytest.mark.unit
 def test_policy_from_settings() -> None:
     settings = DriftSettings(consecutive_windows=4, cooldown_seconds=90)
     assert TriggerPolicy.from_settings(settings) == TriggerPolicy(4, timedelta(seconds=90))

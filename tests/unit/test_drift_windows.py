@@ -27,7 +27,6 @@ def windower(max_rows: int = 5, max_seconds: float = 60.0, min_rows: int = 2) ->
     return Windower(WindowPolicy(max_rows, max_seconds, min_rows), COLUMNS)
 
 
-@pytest.mark.unit
 def test_a_window_closes_at_max_rows_with_its_rows_in_order() -> None:
     cutter = windower(max_rows=3)
     assert cutter.add(row(0, 1.0)) == []
@@ -41,7 +40,6 @@ def test_a_window_closes_at_max_rows_with_its_rows_in_order() -> None:
     assert cutter.open_rows == 0
 
 
-@pytest.mark.unit
 def test_a_window_closes_by_event_time_before_the_late_row_which_opens_the_next() -> None:
     cutter = windower(max_seconds=60)
     for second in (0, 10, 59):
@@ -52,7 +50,6 @@ def test_a_window_closes_by_event_time_before_the_late_row_which_opens_the_next(
     assert cutter.open_rows == 1  # the row at 60 s starts the next window
 
 
-@pytest.mark.unit
 def test_a_sparse_window_is_merged_into_the_next_period_until_it_has_min_rows() -> None:
     cutter = windower(max_rows=100, max_seconds=60, min_rows=3)
     assert cutter.add(row(0)) == []
@@ -63,7 +60,6 @@ def test_a_sparse_window_is_merged_into_the_next_period_until_it_has_min_rows() 
     assert window.span == Span.from_epoch(T0, T0 + 130)
 
 
-@pytest.mark.unit
 def test_out_of_order_rows_join_the_open_window_and_widen_its_span() -> None:
     cutter = windower(max_rows=3)
     cutter.add(row(10))
@@ -72,7 +68,6 @@ def test_out_of_order_rows_join_the_open_window_and_widen_its_span() -> None:
     assert window.span == Span.from_epoch(T0 + 5, T0 + 12)
 
 
-@pytest.mark.unit
 def test_commit_offsets_cover_rows_and_skipped_messages_per_partition() -> None:
     cutter = windower(max_rows=3)
     cutter.add(row(0, partition=0, offset=40))
@@ -86,7 +81,6 @@ def test_commit_offsets_cover_rows_and_skipped_messages_per_partition() -> None:
     assert second.commit_offsets == {0: 43, 1: 5}
 
 
-@pytest.mark.unit
 def test_the_window_model_version_is_the_one_most_rows_carry() -> None:
     cutter = windower(max_rows=3)
     cutter.add(row(0, version="7"))
@@ -95,7 +89,6 @@ def test_the_window_model_version_is_the_one_most_rows_carry() -> None:
     assert window.model_version == "8"
 
 
-@pytest.mark.unit
 def test_discard_drops_the_open_window_and_its_offsets() -> None:
     cutter = windower(max_rows=2)
     cutter.add(row(0, offset=1))
@@ -105,7 +98,6 @@ def test_discard_drops_the_open_window_and_its_offsets() -> None:
     assert (window.rows, window.commit_offsets) == (2, {0: 7})
 
 
-@pytest.mark.unit
 def test_policy_caps_min_rows_at_max_rows_and_rejects_nonsense() -> None:
     assert WindowPolicy.create(500, 300, 1_000) == WindowPolicy(500, 300, 500)
     with pytest.raises(ValueError, match="min_rows"):

@@ -17,8 +17,6 @@ from training.evaluate import (
     roc_curve_points,
 )
 
-pytestmark = pytest.mark.unit
-
 # Six rows, three frauds, no ties: frauds score 0.9, 0.7, 0.4; legit rows 0.8, 0.6, 0.5.
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
 LABELS = np.array([1, 0, 1, 0, 0, 1])

@@ -42,8 +42,6 @@ from tests.unit.test_features_parity import (
     to_transaction,
 )
 
-pytestmark = pytest.mark.unit
-
 MONDAY = pd.Timestamp("2024-03-04T00:00:00Z")  # a Monday, 00:00 UTC
 _ids = itertools.count()
 

@@ -31,7 +31,6 @@ from stream_app.features import (
 )
 from stream_app.schemas import Label, Transaction
 
-pytestmark = pytest.mark.unit
 S = TypeVar("S")
 
 START = pd.Timestamp("2024-03-01T00:00:00Z")

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.unit
-
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("producers", "training", "drift")
 WORKER = "stream_app.worker"

@@ -8,8 +8,6 @@ import pytest
 
 from stream_app.worker.kafka_transport import run_until_first_wait
 
-pytestmark = pytest.mark.unit
-
 
 def test_a_hand_over_that_never_waits_finishes_inline() -> None:
     delivered: list[str] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from producers.sinks import LakeSink
 from stream_app.schemas import Label, Transaction
 from stream_app.settings import KafkaSettings
 from stream_app.store import LocalStore, ObjectStore, lake_key
+from tests.fakes import FakeMessage
 from training.dataset import load_lake
 from training.lake_writer import (
     FlushPolicy,
@@ -29,34 +29,10 @@ from training.lake_writer import (
     tables_for,
 )
 
-pytestmark = pytest.mark.unit
-
 TOPICS = KafkaSettings().topics
 TX_TOPIC, LABEL_TOPIC = TOPICS.transactions, TOPICS.labels
 TABLES = tables_for(KafkaSettings())
 DAY = datetime(2025, 3, 1, tzinfo=UTC)
-
-
-@dataclass
-class FakeRecord:
-    """A consumed message as confluent-kafka hands it over."""
-
-    topic_name: str
-    partition_id: int
-    offset_value: int
-    payload: bytes
-
-    def topic(self) -> str:
-        return self.topic_name
-
-    def partition(self) -> int:
-        return self.partition_id
-
-    def offset(self) -> int:
-        return self.offset_value
-
-    def value(self) -> bytes:
-        return self.payload
 
 
 class FakeClock:
@@ -102,9 +78,9 @@ def transaction(index: int, at: datetime) -> Transaction:
     )
 
 
-def tx_records(offsets: range, partition: int = 0) -> list[FakeRecord]:
+def tx_records(offsets: range, partition: int = 0) -> list[FakeMessage]:
     return [
-        FakeRecord(TX_TOPIC, partition, o, transaction(o, DAY + timedelta(minutes=o)).to_bytes())
+        FakeMessage(TX_TOPIC, partition, o, transaction(o, DAY + timedelta(minutes=o)).to_bytes())
         for o in offsets
     ]
 
@@ -159,10 +135,10 @@ def test_flush_policy_fires_on_rows_or_age_and_replays_only_at_the_recorded_end(
 # --- layout -------------------------------------------------------------------------------------
 
 
-def wire_messages(frame: pd.DataFrame, table: LakeTable, topic: str) -> list[FakeRecord]:
+def wire_messages(frame: pd.DataFrame, table: LakeTable, topic: str) -> list[FakeMessage]:
     model = Transaction if table.model is Transaction else Label
     return [
-        FakeRecord(topic, 0, offset, model.model_validate(row).to_bytes())
+        FakeMessage(topic, 0, offset, model.model_validate(row).to_bytes())
         for offset, row in enumerate(frame.loc[:, list(table.columns)].to_dict("records"))
     ]
 
@@ -201,9 +177,9 @@ def test_rows_land_in_the_partition_of_their_own_date_and_training_reads_them(
 ) -> None:
     before_midnight = DAY - timedelta(minutes=1)
     records = [
-        FakeRecord(TX_TOPIC, 1, 0, transaction(0, before_midnight).to_bytes()),
-        FakeRecord(TX_TOPIC, 1, 1, transaction(1, DAY).to_bytes()),
-        FakeRecord(
+        FakeMessage(TX_TOPIC, 1, 0, transaction(0, before_midnight).to_bytes()),
+        FakeMessage(TX_TOPIC, 1, 1, transaction(1, DAY).to_bytes()),
+        FakeMessage(
             LABEL_TOPIC,
             0,
             7,
@@ -259,7 +235,7 @@ def test_invalid_messages_are_counted_skipped_and_committed_past(store: LocalSto
     commit = Committer(store)
     writer = writer_for(store, commit)
     good = tx_records(range(3))
-    for record in (good[0], FakeRecord(TX_TOPIC, 0, 1, b'{"amount": -1}'), good[2]):
+    for record in (good[0], FakeMessage(TX_TOPIC, 0, 1, b'{"amount": -1}'), good[2]):
         writer.add(record)
     writer.flush()
     assert writer.stats.invalid == 1

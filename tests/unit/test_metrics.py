@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from stream_app.metrics import observe_many
-
-pytestmark = pytest.mark.unit
 
 BUCKETS = (0.005, 0.01, 0.1, 1.0)
 # On a bound, between bounds, below the first, above the last, and repeats.

@@ -23,11 +23,10 @@ from typing import ParamSpec, TypeVar
 import numpy as np
 import numpy.typing as npt
 import pytest
-import xgboost as xgb
 from prometheus_client import CollectorRegistry
 
 from stream_app.features import FEATURE_NAMES
-from stream_app.model import ModelBundle, ModelLoadError, ModelMetadata
+from stream_app.model import ModelBundle, ModelLoadError
 from stream_app.model_store import (
     MLFLOW_PICKLE_SWITCH,
     ModelStore,
@@ -48,11 +47,9 @@ from stream_app.worker.model_swap import (
     score_correlation,
     synthetic_canary,
 )
+from tests.factories import SIGNAL, quantile_model, saved
+from tests.factories import SWAP_MODEL_NAME as NAME
 
-pytestmark = pytest.mark.unit
-
-NAME = "fraudstream-xgb"
-SIGNAL = FEATURE_NAMES.index("amount_usd")
 WAIT_SECONDS = 30.0
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -63,47 +60,19 @@ def _swap_logs_at_info(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="stream_app.worker.model_swap")
 
 
-def train(
-    version: str,
-    *,
-    names: tuple[str, ...] = FEATURE_NAMES,
-    quantile: float = 0.5,
-    objective: str = "binary:logistic",
-    label_scale: float = 1.0,
-    min_child_weight: float = 1.0,
-) -> ModelBundle:
-    """A booster that learned 'amount above a quantile', on realistic rows of the real layout."""
-    matrix = synthetic_canary(rows=600, seed=100)
-    labels = (matrix[:, SIGNAL] > np.quantile(matrix[:, SIGNAL], quantile)) * label_scale
-    params = {
-        "objective": objective,
-        "nthread": 1,
-        "seed": 0,
-        "max_depth": 2,
-        "min_child_weight": min_child_weight,
-    }
-    booster = xgb.train(
-        params,
-        xgb.DMatrix(matrix, label=labels.astype(np.float32), feature_names=list(names)),
-        num_boost_round=8,
-    )
-    metadata = ModelMetadata(
-        name=NAME, version=version, feature_names=names, review_threshold=0.5, block_threshold=0.9
-    )
-    return ModelBundle(booster=booster, metadata=metadata)
-
-
 @pytest.fixture(scope="module")
 def bundles() -> dict[str, ModelBundle]:
     renamed = (*FEATURE_NAMES[:-1], "merchant_chargeback_rate_90d")
     reordered = (FEATURE_NAMES[1], FEATURE_NAMES[0], *FEATURE_NAMES[2:])
     return {
-        "serving": train("1"),
-        "good": train("2", quantile=0.8),
-        "other_features": train("2", names=renamed),
-        "reordered_features": train("2", names=reordered),
-        "constant_scores": train("2", min_child_weight=1e9),
-        "scores_outside_unit_interval": train("2", objective="reg:squarederror", label_scale=5.0),
+        "serving": quantile_model("1"),
+        "good": quantile_model("2", quantile=0.8),
+        "other_features": quantile_model("2", names=renamed),
+        "reordered_features": quantile_model("2", names=reordered),
+        "constant_scores": quantile_model("2", min_child_weight=1e9),
+        "scores_outside_unit_interval": quantile_model(
+            "2", objective="reg:squarederror", label_scale=5.0
+        ),
     }
 
 
@@ -198,11 +167,6 @@ def update(version: str, uri: str | Path) -> ModelUpdate:
         model_uri=str(uri),
         promoted_at=datetime(2025, 6, 1, tzinfo=UTC),
     )
-
-
-def saved(bundle: ModelBundle, folder: Path) -> Path:
-    bundle.save(folder)
-    return folder
 
 
 def no_swaps() -> dict[str, float]:
@@ -328,7 +292,7 @@ def test_after_a_failure_a_good_version_still_swaps(
 ) -> None:
     rig = Rig(bundles["serving"])
     rig.swapper.request(update("2", saved(bundles["other_features"], tmp_path / "bad")))
-    rig.swapper.request(update("3", saved(train("3", quantile=0.7), tmp_path / "v3")))
+    rig.swapper.request(update("3", saved(quantile_model("3", quantile=0.7), tmp_path / "v3")))
     swapped = rig.swapper.take_ready()
     assert swapped is not None and swapped.metadata.version == "3"
     assert rig.counts() == {**no_swaps(), "invalid": 1.0, "success": 1.0}
@@ -423,7 +387,7 @@ def registry(bundles: dict[str, ModelBundle], tmp_path: Path) -> FakeRegistry:
     source.folders = {
         "1": saved(bundles["serving"], tmp_path / "v1"),
         "2": saved(bundles["good"], tmp_path / "v2"),
-        "3": saved(train("3", names=(*FEATURE_NAMES[:-1], "renamed")), tmp_path / "v3"),
+        "3": saved(quantile_model("3", names=(*FEATURE_NAMES[:-1], "renamed")), tmp_path / "v3"),
     }
     return source
 

@@ -6,12 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from stream_app.schemas import Transaction, Verdict
 from stream_app.worker.openapi import Health, Rejection, docs_page, openapi_document
-
-pytestmark = pytest.mark.unit
 
 
 def parsed() -> dict[str, Any]:

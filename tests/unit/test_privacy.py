@@ -33,9 +33,7 @@ from stream_app.worker.model_swap import (
     ModelSwapper,
     create_swap_metrics,
 )
-from tests.unit.test_processor import amount_model
-
-pytestmark = pytest.mark.unit
+from tests.factories import amount_model
 
 # Reasons a label is not folded into merchant risk (stream_app.processor, stream_app.worker).
 LABEL_REJECTIONS = frozenset({"no_merchant_id", "schema_violation"})

@@ -2,72 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import get_args
 
-import numpy as np
 import pytest
-import xgboost as xgb
 from prometheus_client import CollectorRegistry
 
 from stream_app.features import FEATURE_NAMES
 from stream_app.metrics import create_worker_metrics
-from stream_app.model import ModelBundle, ModelMetadata
+from stream_app.model import ModelBundle
 from stream_app.processor import BatchScorer
 from stream_app.schemas import DeadLetter, Transaction, Verdict
 from stream_app.scoring import Thresholds
 from stream_app.state import EntityState
 from stream_app.validation import DeadLetterReason, RawRecord, Rejection
+from tests.factories import amount_model, transaction
 from tests.malformed_corpus import corpus
 from tests.malformed_generator import collect_templates, render_stream
-
-pytestmark = pytest.mark.unit
 
 AMOUNT_INDEX = FEATURE_NAMES.index("amount")
 
 
-def amount_model() -> ModelBundle:
-    """A booster that learned 'amount above 1,000 is fraud', on the real feature layout."""
-    rng = np.random.default_rng(3)
-    matrix = rng.uniform(0, 10, size=(2000, len(FEATURE_NAMES))).astype(np.float32)
-    matrix[:, AMOUNT_INDEX] = rng.uniform(1, 2000, size=2000)
-    labels = (matrix[:, AMOUNT_INDEX] > 1000).astype(np.float32)
-    booster = xgb.train(
-        {"objective": "binary:logistic", "nthread": 1, "seed": 3, "max_depth": 2},
-        xgb.DMatrix(matrix, label=labels, feature_names=list(FEATURE_NAMES)),
-        num_boost_round=30,
-    )
-    metadata = ModelMetadata(
-        name="amount",
-        version="7",
-        feature_names=FEATURE_NAMES,
-        review_threshold=0.5,
-        block_threshold=0.9,
-    )
-    return ModelBundle(booster=booster, metadata=metadata)
-
-
 def record(offset: int, value: bytes, key: bytes = b"c1") -> RawRecord:
     return RawRecord("transactions", offset % 3, offset, key, value, timestamp_ms=None)
-
-
-def transaction(txn_id: str, customer: str, amount: float, minutes: int = 0) -> bytes:
-    moment = datetime.now(UTC) - timedelta(hours=1) + timedelta(minutes=minutes)
-    return json.dumps(
-        {
-            "transaction_id": txn_id,
-            "customer_id": customer,
-            "amount": amount,
-            "merchant_category": "electronics",
-            "transaction_type": "online",
-            "device_id": "dev1",
-            "geo_location": "IN-MH",
-            "timestamp": moment.isoformat(),
-            "merchant_id": "m1",
-        }
-    ).encode()
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ from confluent_kafka import KafkaError
 from stream_app.kafka import DeliveryError
 from stream_app.worker.publisher import BatchDelivery, VerdictPublisher
 
-pytestmark = pytest.mark.unit
-
 
 class Sent:
     """What a delivery callback gets: only the topic is read."""

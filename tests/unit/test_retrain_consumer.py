@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
 
 from stream_app.schemas import ModelUpdate, RetrainRequest
 from stream_app.store import LocalStore
+from tests.fakes import FakeMessage
 from tests.kafka_helpers import wait_until
 from training.registry import PublishResult
 from training.retrain_consumer import (
@@ -31,8 +31,6 @@ from training.retrain_consumer import (
     matured_fraud_labels,
     registered_result,
 )
-
-pytestmark = pytest.mark.unit
 
 NOW = datetime(2025, 3, 20, 12, tzinfo=UTC)
 DRIFT_START = NOW - timedelta(days=5)
@@ -291,28 +289,6 @@ def test_a_challenger_that_loses_is_recorded_but_not_announced() -> None:
 # --- the consumer loop -------------------------------------------------------------------------
 
 
-@dataclass
-class FakeMessage:
-    offset_value: int
-    payload: bytes
-    partition_id: int = 0
-
-    def topic(self) -> str:
-        return "retrain-requests"
-
-    def partition(self) -> int:
-        return self.partition_id
-
-    def offset(self) -> int:
-        return self.offset_value
-
-    def value(self) -> bytes:
-        return self.payload
-
-    def error(self) -> None:
-        return None
-
-
 class FakeConsumer:
     def __init__(self) -> None:
         self.inbox: deque[FakeMessage] = deque()
@@ -321,7 +297,7 @@ class FakeConsumer:
 
     def send(self, *payloads: bytes) -> None:
         for payload in payloads:
-            self.inbox.append(FakeMessage(self.next_offset, payload))
+            self.inbox.append(FakeMessage("retrain-requests", 0, self.next_offset, payload))
             self.next_offset += 1
 
     def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:

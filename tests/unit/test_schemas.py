@@ -9,14 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from stream_app.schemas import DeadLetter, Label, Reason, Transaction, Verdict
-
-pytestmark = pytest.mark.unit
-
-ORIGINAL_API_REQUEST = (
-    b'{"transaction_id":"t1","customer_id":"c1","amount":1500,"merchant_category":"electronics",'
-    b'"transaction_type":"online","device_id":"dev123","geo_location":"IN-MH",'
-    b'"timestamp":"2024-11-01T10:00:00Z"}'
-)
+from tests.factories import ORIGINAL_API_REQUEST
 
 
 def test_original_api_request_is_a_valid_transaction() -> None:

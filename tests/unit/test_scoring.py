@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import xgboost as xgb
 
-from stream_app.model import ModelBundle, ModelMetadata
 from stream_app.schemas import Reason, Transaction
 from stream_app.scoring import (
     Rules,
@@ -20,28 +18,7 @@ from stream_app.scoring import (
     thresholds_for,
     top_reasons,
 )
-
-pytestmark = pytest.mark.unit
-
-
-def tiny_bundle(review: float = 0.3, block: float = 0.8) -> ModelBundle:
-    """A booster where only feature ``b`` carries signal: high ``b`` means fraud."""
-    rng = np.random.default_rng(7)
-    features = rng.normal(size=(400, 3)).astype(np.float32)
-    labels = (features[:, 1] > 0.5).astype(np.float32)
-    booster = xgb.train(
-        {"objective": "binary:logistic", "nthread": 1, "seed": 7, "max_depth": 2},
-        xgb.DMatrix(features, label=labels, feature_names=["a", "b", "c"]),
-        num_boost_round=20,
-    )
-    metadata = ModelMetadata(
-        name="tiny",
-        version="1",
-        feature_names=("a", "b", "c"),
-        review_threshold=review,
-        block_threshold=block,
-    )
-    return ModelBundle(booster=booster, metadata=metadata)
+from tests.factories import tiny_bundle
 
 
 def test_bands_are_inclusive_at_their_lower_edge() -> None:

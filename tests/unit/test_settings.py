@@ -11,8 +11,6 @@ import pytest
 
 from stream_app.settings import Settings
 
-pytestmark = pytest.mark.unit
-
 
 def test_defaults_bind_to_loopback_and_name_the_topics(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [key for key in os.environ if key.startswith("FRAUDSTREAM_")]:

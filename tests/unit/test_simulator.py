@@ -47,8 +47,6 @@ from stream_app.schemas import Label, Transaction
 from stream_app.settings import KafkaSettings
 from stream_app.store import LABEL_COLUMNS, TRANSACTION_COLUMNS
 
-pytestmark = pytest.mark.unit
-
 SMALL = SimulatorConfig(seed=11, n_customers=400, n_merchants=500)
 DRIFT_AT = datetime(2025, 1, 16, 6, 0, tzinfo=UTC)  # day 15 of a 30-day run, mid-morning
 DRIFTING = SimulatorConfig(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-import pytest
-
 from stream_app import features
 from stream_app.schemas import Transaction
 from stream_app.state import (
@@ -17,8 +15,6 @@ from stream_app.state import (
     remember_transaction,
     transaction_tag,
 )
-
-pytestmark = pytest.mark.unit
 
 
 def txn(txn_id: str, minute: int) -> Transaction:

@@ -1,7 +1,11 @@
-"""The object store's local backend, Parquet helpers, and the simulator's lake layout on top."""
+"""The object store's local backend, Parquet helpers, and the simulator's lake layout on top.
+
+The cases every backend shares run here from tests/store_contract.py; S3 runs them in integration.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -19,14 +23,12 @@ from stream_app.store import (
     LAKE_TRANSACTIONS,
     TRANSACTION_COLUMNS,
     LocalStore,
-    ObjectNotFoundError,
+    ObjectStore,
     S3Store,
     open_store,
     read_parquet_prefix,
-    write_parquet,
 )
-
-pytestmark = pytest.mark.unit
+from tests.store_contract import CONTRACT, CONTRACT_IDS
 
 
 @pytest.fixture
@@ -34,12 +36,11 @@ def store(tmp_path: Path) -> LocalStore:
     return LocalStore(tmp_path / "store")
 
 
-def test_bytes_round_trip_and_overwrite(store: LocalStore) -> None:
-    store.put_bytes("a/b/c.bin", b"first")
-    store.put_bytes("a/b/c.bin", b"second")
-    assert store.get_bytes("a/b/c.bin") == b"second"
-    assert store.exists("a/b/c.bin")
-    assert not store.exists("a/b/missing.bin")
+@pytest.mark.parametrize("case", CONTRACT, ids=CONTRACT_IDS)
+def test_local_store_keeps_the_object_store_contract(
+    store: LocalStore, case: Callable[[ObjectStore], None]
+) -> None:
+    case(store)
 
 
 def test_opening_a_store_creates_nothing(tmp_path: Path) -> None:
@@ -47,26 +48,6 @@ def test_opening_a_store_creates_nothing(tmp_path: Path) -> None:
     store = open_store(StoreSettings(uri=str(root)))
     assert store.list("") == []
     assert not root.exists()
-
-
-def test_missing_key_raises_not_found(store: LocalStore) -> None:
-    with pytest.raises(ObjectNotFoundError):
-        store.get_bytes("nope.bin")
-    assert issubclass(ObjectNotFoundError, FileNotFoundError)
-
-
-def test_list_is_a_sorted_string_prefix_match(store: LocalStore) -> None:
-    for key in ["t/date=2025-01-02/p.parquet", "t/date=2025-01-01/p.parquet", "t2/x", "u/y"]:
-        store.put_bytes(key, b"x")
-    assert store.list("t/") == ["t/date=2025-01-01/p.parquet", "t/date=2025-01-02/p.parquet"]
-    assert store.list("t") == [
-        "t/date=2025-01-01/p.parquet",
-        "t/date=2025-01-02/p.parquet",
-        "t2/x",
-    ]
-    assert store.list("t/date=2025-01-02") == ["t/date=2025-01-02/p.parquet"]
-    assert store.list("") == [*store.list("t"), "u/y"]
-    assert store.list("nothing/") == []
 
 
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../outside", "a/../../b", "folder/"])
@@ -95,29 +76,6 @@ def test_open_store_picks_the_backend_without_connecting(tmp_path: Path) -> None
         open_store(StoreSettings(uri="gs://bucket"))
     with pytest.raises(ValueError, match="bucket"):
         open_store(StoreSettings(uri="s3:///prefix"))
-
-
-def test_parquet_round_trip_keeps_dtypes_and_key_order(store: LocalStore) -> None:
-    first = pd.DataFrame(
-        {
-            "id": ["a", "b"],
-            "amount": [1.5, 2.25],
-            "flag": [True, False],
-            "ts": pd.to_datetime(
-                ["2025-01-01T00:00:00.001Z", "2025-01-01T10:00:00.000Z"], utc=True
-            ),
-        }
-    )
-    second = first.assign(id=["c", "d"], amount=[3.0, 4.0])
-    write_parquet(store, "t/date=2025-01-02/part-0.parquet", second)
-    uri = write_parquet(store, "t/date=2025-01-01/part-0.parquet", first)
-    assert uri == store.uri("t/date=2025-01-01/part-0.parquet")
-    back = read_parquet_prefix(store, "t/")
-    pd.testing.assert_frame_equal(back, pd.concat([first, second], ignore_index=True))
-    assert str(back["ts"].dtype) == "datetime64[ns, UTC]"
-    only = read_parquet_prefix(store, "t/", columns=["id"])
-    assert list(only.columns) == ["id"]
-    assert read_parquet_prefix(store, "missing/").empty
 
 
 def test_lake_sink_partitions_by_date_and_round_trips(store: LocalStore) -> None:

@@ -24,8 +24,6 @@ from training.dataset import (
 from training.evaluate import CostModel, choose_thresholds
 from training.train import TrainConfig, class_ratio_weight, fit_booster, predict, train_model
 
-pytestmark = pytest.mark.unit
-
 START = pd.Timestamp("2025-03-01", tz="UTC")
 
 

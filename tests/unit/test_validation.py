@@ -19,11 +19,9 @@ from stream_app.validation import (
     dead_letter,
     parse_transaction,
 )
+from tests.factories import ORIGINAL_API_REQUEST
 from tests.malformed_corpus import MalformedCase, corpus
 from tests.malformed_generator import Template, render_stream, templates
-from tests.unit.test_schemas import ORIGINAL_API_REQUEST
-
-pytestmark = pytest.mark.unit
 
 NOW = datetime(2024, 11, 1, 12, tzinfo=UTC)
 
