@@ -40,7 +40,7 @@ $(MODEL_DIR)/model.ubj: | $(STAMP)
 model: $(MODEL_DIR)/model.ubj ## train a first model on simulated history if none exists
 
 demo: venv up ## the whole loop live: MLflow, worker, drift, lake writer, trainer, simulator with drift
-	$(BIN)/python deploy/demo.py --duration $(DURATION) --rate $(RATE)
+	$(BIN)/python -m deploy.demo --duration $(DURATION) --rate $(RATE)
 
 prometheus: ## install Debian's prometheus + promtool if missing (apt-get, needs root)
 	bash deploy/prometheus/install.sh

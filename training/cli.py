@@ -34,7 +34,7 @@ from rich.table import Table
 
 from stream_app.kafka import DeliveryError
 from stream_app.model import ModelBundle, ModelLoadError
-from stream_app.settings import Settings
+from stream_app.settings import Settings, TrainingSettings
 from stream_app.store import open_store
 from training.backtest import BacktestConfig, BacktestReport, read_labelled_file, run_backtest
 from training.dataset import SplitPlan, Splits, dataset_splits, load_lake, utc_timestamp
@@ -54,29 +54,73 @@ DEFAULT_BACKTEST_DIR = Path(".local/backtest")
 # Arguments
 
 
+# Every default below is read from the object it configures, never retyped: the training options
+# from TrainingSettings (so `train` by hand trains like a retrain on request), the costs from
+# CostModel, the backtest's from BacktestConfig. tests/unit/test_training_cli.py checks they match.
+TRAINING = TrainingSettings()
+COSTS = CostModel()
+BACKTEST = BacktestConfig()
+
+
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("training")
-    group.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    group.add_argument("--nthread", type=int, default=2, help="XGBoost threads (default 2)")
-    group.add_argument("--rounds", type=int, default=300, help="max boosting rounds (default 300)")
-    group.add_argument("--validation-days", type=float, default=4.0, help="default 4")
-    group.add_argument("--test-days", type=float, default=5.0, help="default 5")
+    group.add_argument(
+        "--seed", type=int, default=TRAINING.seed, help=f"random seed (default {TRAINING.seed})"
+    )
+    group.add_argument(
+        "--nthread",
+        type=int,
+        default=TRAINING.nthread,
+        help=f"XGBoost threads (default {TRAINING.nthread})",
+    )
+    group.add_argument(
+        "--rounds",
+        type=int,
+        default=TRAINING.num_boost_round,
+        help=f"max boosting rounds (default {TRAINING.num_boost_round})",
+    )
+    group.add_argument(
+        "--validation-days",
+        type=float,
+        default=TRAINING.validation_days,
+        help=f"default {TRAINING.validation_days:g}",
+    )
+    group.add_argument(
+        "--test-days",
+        type=float,
+        default=TRAINING.test_days,
+        help=f"default {TRAINING.test_days:g}",
+    )
     group.add_argument(
         "--gap-days",
         type=float,
-        default=3.0,
-        help="days after each split for its labels to arrive; unused for training (default 3)",
+        default=TRAINING.gap_days,
+        help="days after each split for its labels to arrive; unused for training "
+        f"(default {TRAINING.gap_days:g})",
     )
     group.add_argument(
-        "--missed-fraud-cost", type=float, default=100.0, help="cost of a missed fraud (100)"
+        "--missed-fraud-cost",
+        type=float,
+        default=COSTS.missed_fraud,
+        help=f"cost of a missed fraud ({COSTS.missed_fraud:g})",
     )
     group.add_argument(
         "--missed-fraud-from-amount",
         action="store_true",
         help="charge each missed fraud its own amount instead",
     )
-    group.add_argument("--false-review-cost", type=float, default=5.0, help="default 5")
-    group.add_argument("--false-block-cost", type=float, default=50.0, help="default 50")
+    group.add_argument(
+        "--false-review-cost",
+        type=float,
+        default=COSTS.false_review,
+        help=f"default {COSTS.false_review:g}",
+    )
+    group.add_argument(
+        "--false-block-cost",
+        type=float,
+        default=COSTS.false_block,
+        help=f"default {COSTS.false_block:g}",
+    )
 
 
 def _first_model_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -88,7 +132,12 @@ def _first_model_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
     parser.add_argument(
         "--out", type=Path, help="model folder (default FRAUDSTREAM_WORKER__MODEL_PATH)"
     )
-    parser.add_argument("--days", type=int, default=28, help="days of history (default 28)")
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=TRAINING.history_days,
+        help=f"days of history (default {TRAINING.history_days})",
+    )
     _add_training_options(parser)
     parser.set_defaults(handler=first_model)
 
@@ -103,12 +152,18 @@ def _train_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         ),
     )
     parser.add_argument("--as-of", help="cut-off, ISO-8601 (default now, UTC)")
-    parser.add_argument("--history-days", type=int, default=28, help="default 28")
+    parser.add_argument(
+        "--history-days",
+        type=int,
+        default=TRAINING.history_days,
+        help=f"default {TRAINING.history_days}",
+    )
     parser.add_argument(
         "--margin",
         type=float,
-        default=0.0,
-        help="average-precision margin a challenger must beat the champion by (default 0.0)",
+        default=TRAINING.promotion_margin,
+        help="average-precision margin a challenger must beat the champion by "
+        f"(default {TRAINING.promotion_margin})",
     )
     parser.add_argument(
         "--unlabelled-legit-after-days",
@@ -131,15 +186,28 @@ def _backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         ),
     )
     parser.add_argument("file", type=Path, help="labelled transactions (.csv or .parquet)")
-    parser.add_argument("--train-days", type=int, default=7, help="T (default 7)")
-    parser.add_argument("--delay-days", type=int, default=7, help="D (default 7)")
-    parser.add_argument("--test-days", type=int, default=7, help="U (default 7)")
-    parser.add_argument("--folds", type=int, default=4, help="default 4")
-    parser.add_argument("--step-days", type=int, default=7, help="days between folds (7)")
-    parser.add_argument("--top-k", type=int, default=100, help="k of card precision@k (100)")
+    for flag, default, what in (
+        ("--train-days", BACKTEST.train_days, "T"),
+        ("--delay-days", BACKTEST.delay_days, "D"),
+        ("--test-days", BACKTEST.test_days, "U"),
+        ("--folds", BACKTEST.folds, "folds"),
+        ("--step-days", BACKTEST.step_days, "days between folds"),
+        ("--top-k", BACKTEST.top_k, "k of card precision@k"),
+    ):
+        parser.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
     parser.add_argument("--out", type=Path, help="JSON report (default .local/backtest/FILE.json)")
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
-    parser.add_argument("--nthread", type=int, default=2, help="XGBoost threads (default 2)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=BACKTEST.train.seed,
+        help=f"random seed (default {BACKTEST.train.seed})",
+    )
+    parser.add_argument(
+        "--nthread",
+        type=int,
+        default=BACKTEST.train.nthread,
+        help=f"XGBoost threads (default {BACKTEST.train.nthread})",
+    )
     parser.set_defaults(handler=backtest)
 
 

@@ -1,6 +1,6 @@
 """The demo end to end, headless, on fresh topics: the closed loop as ``make demo`` runs it.
 
-One seeded run (``deploy/demo.py --headless --json``, two and a half minutes at 120 tx/s, a
+One seeded run (``python -m deploy.demo --headless --json``, two and a half minutes at 120 tx/s, a
 small population, the drift at a fixed live transaction), then the checks, each against what
 the run left behind rather than what the demo says about itself:
 
@@ -89,7 +89,8 @@ def demo(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def run_demo(env: dict[str, str], root: Path) -> str:
     command = [
         sys.executable,
-        "deploy/demo.py",
+        "-m",
+        "deploy.demo",
         "--headless",
         "--json",
         str(root / "summary.json"),

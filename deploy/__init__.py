@@ -1,0 +1,1 @@
+"""Local deployment: the broker tooling, the demo (``python -m deploy.demo``) and its stack."""
