@@ -11,9 +11,16 @@ Each fold, counted in whole UTC days (the Fraud Detection Handbook's prequential
   the last train day cost 0.2 of average precision in some folds); ``validation_days > 0``
   holds out that many last train days for early stopping anyway. The delay days are skipped:
   at the start of the test period their labels would not have arrived yet.
-- Each test day drops the customers already known to be compromised that morning, i.e. with a
-  fraud whose label had arrived (every fraud of the training period, and any older one): they
-  are blocked already, and counting them would flatter the model.
+- Each test day drops the customers already known to be compromised that morning (they are
+  blocked already, and counting them would flatter the model). A fraud's label is known on test
+  day i (0-based) when the fraud happened before delay day i, i.e. on a train day, on delay days
+  0 .. i-1, or earlier. ``exclude_known`` says how far back that memory goes:
+  ``ever`` (default): any fraud before delay day i, however old;
+  ``since-train-start``: the Fraud Detection Handbook's rule, only frauds from the fold's first
+  train day on, which makes test sets comparable with its published results;
+  ``none``: nobody is dropped.
+  Every test-period row is scored either way; the report counts how many rows and frauds each
+  fold's rule kept, and ``BacktestReport.predictions`` has every row with a ``kept`` flag.
 - Folds are ``step_days`` apart and anchored at the end of the file: the last fold tests on the
   last U days, earlier folds step back in time.
 
@@ -34,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -64,6 +71,17 @@ ID_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "device_id")
 TRUE_STRINGS = frozenset({"1", "true", "t", "yes", "y"})
 METRICS = ("roc_auc", "average_precision", "card_precision_at_k")
 DAY = pd.Timedelta(days=1)
+ExcludeKnown = Literal["ever", "since-train-start", "none"]
+EXCLUDE_RULES: tuple[str, ...] = get_args(ExcludeKnown)
+PREDICTION_COLUMNS = (
+    "transaction_id",
+    "fold",
+    "timestamp",
+    "customer_id",
+    "score",
+    TARGET,
+    "kept",
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,7 @@ class BacktestConfig:
     step_days: int = 7
     validation_days: int = 0
     top_k: int = DEFAULT_TOP_K
+    exclude_known: ExcludeKnown = "ever"
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -82,6 +101,8 @@ class BacktestConfig:
             raise ValueError("train days, test days, folds and step must be at least 1")
         if self.delay_days < 0 or not 0 <= self.validation_days < self.train_days:
             raise ValueError("need delay_days >= 0 and 0 <= validation_days < train_days")
+        if self.exclude_known not in EXCLUDE_RULES:
+            raise ValueError(f"exclude_known must be one of {', '.join(EXCLUDE_RULES)}")
 
     @property
     def fold_days(self) -> int:
@@ -199,22 +220,37 @@ def _split(frame: pd.DataFrame, name: str, start: pd.Timestamp, end: pd.Timestam
     return Split(name, rows, FEATURE_NAMES, start, end, end)
 
 
-def evaluation_rows(frame: pd.DataFrame, window: FoldWindow) -> tuple[pd.DataFrame, int]:
-    """Test-period rows minus, day by day, customers already known compromised that day.
+def fold_test_rows(frame: pd.DataFrame, window: FoldWindow) -> tuple[pd.DataFrame, int]:
+    """Every test-period row, with ``kept`` False where the fold's rule drops its customer.
 
-    Returns the rows and how many (customer, day) pairs were removed.
+    On test day i the known-compromised customers are those with a fraud before delay day i
+    (``window.train_end + i`` days), from the start of the file (``ever``) or of the fold's train
+    days (``since-train-start``). Returns the rows and how many (customer, day) pairs the rule
+    removed.
     """
-    delay = window.config.delay_days * DAY
+    config = window.config
+    since = window.train_start if config.exclude_known == "since-train-start" else None
     frauds = frame[frame[TARGET]]
-    kept, removed = [], 0
-    for offset in range(window.config.test_days):
+    if since is not None:
+        frauds = frauds[frauds["timestamp"] >= since]
+    days, removed = [], 0
+    for offset in range(config.test_days):
         day = window.test_start + offset * DAY
-        known = frauds.loc[frauds["timestamp"] + delay <= day, "customer_id"].unique()
         rows = _between(frame, day, day + DAY)
-        drop = rows["customer_id"].isin(known)
+        if config.exclude_known == "none":
+            drop = pd.Series(False, index=rows.index)
+        else:
+            known = frauds.loc[frauds["timestamp"] < window.train_end + offset * DAY]
+            drop = rows["customer_id"].isin(known["customer_id"].unique())
         removed += rows.loc[drop, "customer_id"].nunique()
-        kept.append(rows[~drop])
-    return pd.concat(kept, ignore_index=True), removed
+        days.append(rows.assign(kept=~drop))
+    return pd.concat(days, ignore_index=True), removed
+
+
+def evaluation_rows(frame: pd.DataFrame, window: FoldWindow) -> tuple[pd.DataFrame, int]:
+    """The test-period rows the fold's rule keeps (see ``fold_test_rows``)."""
+    rows, removed = fold_test_rows(frame, window)
+    return rows[rows["kept"]].drop(columns="kept").reset_index(drop=True), removed
 
 
 @dataclass(frozen=True)
@@ -225,6 +261,8 @@ class FoldResult:
     test_end: str
     train_rows: int
     train_frauds: int
+    period_rows: int
+    period_frauds: int
     test_rows: int
     test_frauds: int
     known_compromised_removed: int
@@ -235,8 +273,11 @@ class FoldResult:
     seconds: float
 
 
-def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> FoldResult:
-    """Train on the fold's train days, score its test days, measure."""
+def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> tuple[FoldResult, pd.DataFrame]:
+    """Train on the fold's train days, score every test-period row, measure on the kept ones.
+
+    Returns the result and the fold's predictions (``PREDICTION_COLUMNS``).
+    """
     started = time.perf_counter()
     config = window.config
     train = _split(featurized, "train", window.train_start, window.validation_start)
@@ -245,20 +286,38 @@ def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> FoldResult:
         validation = _split(featurized, "validation", window.validation_start, window.train_end)
     fitted = fit_booster(train, validation, config.train)
     trained_on = [split for split in (train, validation) if split is not None]
-    rows, removed = evaluation_rows(featurized, window)
-    test = Split("test", rows, FEATURE_NAMES, window.test_start, window.test_end, window.test_end)
-    scores, target = predict(fitted.booster, test), test.target()
+    period, removed = fold_test_rows(featurized, window)
+    everything = Split(
+        "test-period", period, FEATURE_NAMES, window.test_start, window.test_end, window.test_end
+    )
+    all_scores = predict(fitted.booster, everything)
+    kept = period["kept"].to_numpy()
+    rows, scores = period[kept], all_scores[kept]
+    target = rows[TARGET].to_numpy(dtype=np.int8)
     card = card_precision_at_k(
         utc_days(rows["timestamp"]), rows["customer_id"].to_numpy(), scores, target, config.top_k
     )
-    return FoldResult(
+    predictions = pd.DataFrame(
+        {
+            "transaction_id": period["transaction_id"].to_numpy(),
+            "fold": np.full(len(period), window.index, dtype=np.int32),
+            "timestamp": period["timestamp"].to_numpy(),
+            "customer_id": period["customer_id"].to_numpy(),
+            "score": all_scores,
+            TARGET: period[TARGET].to_numpy(dtype=bool),
+            "kept": kept,
+        }
+    )
+    result = FoldResult(
         fold=window.index,
         train_start=window.train_start.isoformat(),
         test_start=window.test_start.isoformat(),
         test_end=window.test_end.isoformat(),
         train_rows=sum(split.rows for split in trained_on),
         train_frauds=sum(int(split.target().sum()) for split in trained_on),
-        test_rows=test.rows,
+        period_rows=len(period),
+        period_frauds=int(period[TARGET].sum()),
+        test_rows=len(rows),
         test_frauds=int(target.sum()),
         known_compromised_removed=removed,
         best_iteration=fitted.best_iteration,
@@ -267,6 +326,7 @@ def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> FoldResult:
         card_precision_at_k=card.mean,
         seconds=time.perf_counter() - started,
     )
+    return result, predictions
 
 
 @dataclass(frozen=True)
@@ -274,6 +334,8 @@ class BacktestReport:
     config: BacktestConfig
     folds: list[FoldResult]
     feature_seconds: float
+    # Every test-period row of every fold (PREDICTION_COLUMNS); not part of the JSON report.
+    predictions: pd.DataFrame = field(repr=False, compare=False)
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Mean and sample standard deviation (ddof=1; 0 for a single fold) per metric."""
@@ -296,6 +358,11 @@ class BacktestReport:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2))
 
+    def write_predictions(self, path: Path) -> None:
+        """Parquet, one row per test-period transaction per fold, ``kept`` by the fold's rule."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.predictions.to_parquet(path, index=False)
+
 
 def run_backtest(
     frame: pd.DataFrame,
@@ -312,13 +379,16 @@ def run_backtest(
     featurized[TARGET] = transactions[TARGET].to_numpy()
     feature_seconds = time.perf_counter() - started
     logger.info("features rows=%d seconds=%.1f", len(featurized), feature_seconds)
-    results = []
+    results, predictions = [], []
     for window in windows:
-        result = run_fold(featurized, window)
+        result, fold_predictions = run_fold(featurized, window)
+        predictions.append(fold_predictions)
         logger.info(
             "fold=%d auc=%.4f ap=%.4f", result.fold, result.roc_auc, result.average_precision
         )
         results.append(result)
         if on_fold is not None:
             on_fold(result)
-    return BacktestReport(config, results, feature_seconds)
+    return BacktestReport(
+        config, results, feature_seconds, pd.concat(predictions, ignore_index=True)
+    )

@@ -36,9 +36,16 @@ from stream_app.kafka import DeliveryError
 from stream_app.model import ModelBundle, ModelLoadError
 from stream_app.settings import Settings, TrainingSettings
 from stream_app.store import open_store
-from training.backtest import BacktestConfig, BacktestReport, read_labelled_file, run_backtest
+from training.backtest import (
+    EXCLUDE_RULES,
+    BacktestConfig,
+    BacktestReport,
+    read_labelled_file,
+    run_backtest,
+)
 from training.dataset import SplitPlan, Splits, dataset_splits, load_lake, utc_timestamp
 from training.evaluate import CostModel
+from training.hyperparams import INT_KEYS, describe, merged_train_config
 from training.lake_writer import run_lake_writer
 from training.registry import PromotionPolicy, PublishResult, client_for, load_champion
 from training.retrain_consumer import TrainingJob, run_retrain_consumer, train_and_publish
@@ -48,6 +55,23 @@ logger = logging.getLogger(__name__)
 
 FIRST_MODEL_VERSION = "first-model"
 DEFAULT_BACKTEST_DIR = Path(".local/backtest")
+# Backtest flags for TrainConfig fields (dashes for underscores), with their types and defaults.
+BACKTEST_BOOSTER_FLAGS = [
+    (name.replace("_", "-"), int if name in INT_KEYS else float, getattr(TrainConfig(), name))
+    for name in (
+        "seed",
+        "nthread",
+        "num_boost_round",
+        "learning_rate",
+        "max_depth",
+        "min_child_weight",
+        "subsample",
+        "colsample_bytree",
+        "reg_lambda",
+        "max_bin",
+        "scale_pos_weight",
+    )
+]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,17 +221,28 @@ def _backtest_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         parser.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
     parser.add_argument("--out", type=Path, help="JSON report (default .local/backtest/FILE.json)")
     parser.add_argument(
-        "--seed",
-        type=int,
-        default=BACKTEST.train.seed,
-        help=f"random seed (default {BACKTEST.train.seed})",
+        "--exclude-known",
+        choices=EXCLUDE_RULES,
+        default="ever",
+        help="which known-compromised customers each test day drops: frauds known from any "
+        "time (ever, the default), from the fold's train start (since-train-start, the Fraud "
+        "Detection Handbook's rule), or nobody (none)",
     )
     parser.add_argument(
-        "--nthread",
-        type=int,
-        default=BACKTEST.train.nthread,
-        help=f"XGBoost threads (default {BACKTEST.train.nthread})",
+        "--predictions",
+        type=Path,
+        metavar="FILE.parquet",
+        help="write every test-period row of every fold with its score and kept flag",
     )
+    booster = parser.add_argument_group(
+        "booster", "hyper-parameters; flags override --config, which overrides the defaults"
+    )
+    booster.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML or JSON of TrainConfig fields"
+    )
+    for flag, kind, default in BACKTEST_BOOSTER_FLAGS:
+        shown = "auto, from the class ratio" if default is None else default
+        booster.add_argument(f"--{flag}", type=kind, help=f"default {shown}")
     parser.set_defaults(handler=backtest)
 
 
@@ -330,16 +365,26 @@ def _bands(bundle: ModelBundle) -> str:
 def backtest_tables(report: BacktestReport) -> tuple[Table, Table]:
     """Per-fold results, then mean and standard deviation over folds."""
     k = report.config.top_k
-    folds = Table(title="backtest folds")
-    for column in ("fold", "train from", "test from", "rows", "frauds", "AUC", "AP", f"CP@{k}"):
+    folds = Table(title=f"backtest folds (exclude known: {report.config.exclude_known})")
+    columns = (
+        "fold",
+        "train from",
+        "test from",
+        "rows kept",
+        "frauds kept",
+        "AUC",
+        "AP",
+        f"CP@{k}",
+    )
+    for column in columns:
         folds.add_column(column, justify="right", no_wrap=True)
     for fold in report.folds:
         folds.add_row(
             str(fold.fold),
             fold.train_start[:10],
             fold.test_start[:10],
-            f"{fold.test_rows:,}",
-            f"{fold.test_frauds:,}",
+            f"{fold.test_rows:,} of {fold.period_rows:,}",
+            f"{fold.test_frauds:,} of {fold.period_frauds:,}",
             f"{fold.roc_auc:.4f}",
             f"{fold.average_precision:.4f}",
             f"{fold.card_precision_at_k:.4f}",
@@ -452,7 +497,14 @@ def backtest(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
         folds=args.folds,
         step_days=args.step_days,
         top_k=args.top_k,
-        train=TrainConfig(seed=args.seed, nthread=args.nthread),
+        exclude_known=args.exclude_known,
+        train=merged_train_config(
+            args.config,
+            {
+                flag.replace("-", "_"): getattr(args, flag.replace("-", "_"))
+                for flag, _, _ in BACKTEST_BOOSTER_FLAGS
+            },
+        ),
     )
     out = args.out or DEFAULT_BACKTEST_DIR / f"{args.file.stem}.json"
     with _steps(ui.err) as step:
@@ -463,9 +515,13 @@ def backtest(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
             frame, config, on_fold=lambda fold: step(f"fold {fold.fold + 1}/{config.folds} done")
         )
     report.write_json(out)
+    ui.out.print(f"booster: {describe(config.train)}")
     for table in backtest_tables(report):
         ui.out.print(table)
     ui.out.print(f"report: {out}")
+    if args.predictions:
+        report.write_predictions(args.predictions)
+        ui.out.print(f"predictions: {args.predictions} ({len(report.predictions):,} rows)")
     return 0
 
 
