@@ -55,6 +55,9 @@ def producer_config(
         "linger.ms": 5,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 1_000_000,
+        # The Java client's default (and Faust's, and kafka-console-producer's): a customer's
+        # transactions land in the partition every worker computes for /predict's routing.
+        "partitioner": "murmur2_random",
         "logger": LIBRDKAFKA_LOG,
     }
     if delivery_timeout_s is not None:

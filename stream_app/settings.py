@@ -128,6 +128,9 @@ class WorkerSettings(Section):
     """Address /metrics, /health and /predict bind to."""
     web_port: int = Field(default=6066, ge=1, le=65535)
     """Port of the web server."""
+    predict_forward_timeout_seconds: float = Field(default=2.0, gt=0)
+    """How long /predict waits for the worker that owns the customer's partition before it
+    answers 503 (owner_unreachable)."""
     data_dir: Path = Path(".local/worker")
     """Faust's local data folder."""
     batch_size: int = Field(default=1000, ge=1)

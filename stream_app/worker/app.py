@@ -21,6 +21,7 @@ import faust
 from faust.types import TP, EventT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from yarl import URL
 
 from stream_app.kafka import faust_credentials
 from stream_app.scoring import thresholds_for
@@ -29,6 +30,14 @@ from stream_app.validation import RawRecord, Rejection, parse_transaction
 from stream_app.worker.kafka_transport import InlineHandOverTransport
 from stream_app.worker.openapi import Health, docs_page, openapi_document
 from stream_app.worker.parts import WorkerParts
+from stream_app.worker.predict_routing import (
+    FORWARDED_HEADER,
+    Forwarded,
+    Unavailable,
+    forward,
+    owner_of,
+    partition_for,
+)
 from stream_app.worker.publisher import BatchDelivery, VerdictPublisher
 
 log = logging.getLogger(__name__)
@@ -42,10 +51,13 @@ READERS_DRAIN_SECONDS = 1.0
 EXIT_UNACKNOWLEDGED = 70
 
 
+CUSTOMER_TABLE = "customer-state"
+
+
 def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
     app = _new_app(settings)
     customers = app.Table(
-        "customer-state",
+        CUSTOMER_TABLE,
         key_type=str,
         value_type=bytes,  # raw: stream_app.state's binary snapshots, decoded on first use
         partitions=settings.kafka.partitions,
@@ -57,7 +69,7 @@ def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
     parts.publisher.changelog_topic = customers.changelog_topic.get_topic_name()
     _add_scoring_agent(app, settings, parts)
     _add_readers(app, settings, parts)
-    _add_views(app, parts)
+    _add_views(app, parts, settings)
     return app
 
 
@@ -287,8 +299,35 @@ REJECTION_STATUS = {
 UNPROCESSABLE = 422
 
 
-def _add_views(app: faust.App, parts: WorkerParts) -> None:
+class PredictOwner:
+    """Finds the worker that owns a customer's partition and forwards /predict to it."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.app = app
+        self.partitions = settings.kafka.partitions
+        self.timeout_s = settings.worker.predict_forward_timeout_seconds
+        self.me = str(app.conf.canonical_url)
+
+    async def answer(self, customer_id: str, body: bytes) -> Forwarded | Unavailable | None:
+        """The owner's answer, why there is none, or None when this worker is the owner."""
+        table = self.app.tables[CUSTOMER_TABLE]
+        topic = table.changelog_topic.get_topic_name()
+        partition = partition_for(customer_id, self.partitions)
+        distribution = self.app.router.table_metadata(CUSTOMER_TABLE)
+        owner_url = owner_of(distribution, topic, partition)
+        if owner_url is None:
+            return Unavailable(
+                "owner_unknown", f"no worker holds partition {partition} now (rebalancing?)"
+            )
+        if URL(owner_url) == URL(self.me):
+            return None
+        return await forward(self.app.http_client, owner_url, body, self.me, self.timeout_s)
+
+
+def _add_views(app: faust.App, parts: WorkerParts, settings: Settings) -> None:
     scorer = parts.scorer
+    owner = PredictOwner(app, settings)
+    transactions_topic = settings.kafka.topics.transactions
 
     @app.page("/predict")
     class Predict(View):
@@ -297,6 +336,16 @@ def _add_views(app: faust.App, parts: WorkerParts) -> None:
         async def post(self, request: Request) -> Response:
             body = await request.read()  # aiohttp refuses bodies over 1 MiB with a 413 itself
             parsed = parse_transaction(body, datetime.now(UTC))
+            if not isinstance(parsed, Rejection) and FORWARDED_HEADER not in request.headers:
+                routed = await owner.answer(parsed.customer_id, body)
+                if isinstance(routed, Forwarded):
+                    scorer.metrics.predict_requests.labels("forwarded").inc()
+                    return self.bytes(
+                        routed.body, content_type=routed.content_type, status=routed.status
+                    )
+                if isinstance(routed, Unavailable):
+                    scorer.metrics.predict_requests.labels(routed.reason).inc()
+                    return self.json({"reason": routed.reason, "error": routed.error}, status=503)
             answer = parsed if isinstance(parsed, Rejection) else scorer.predict(parsed)
             if isinstance(answer, Rejection):
                 scorer.metrics.predict_requests.labels(answer.reason).inc()
@@ -320,7 +369,9 @@ def _add_views(app: faust.App, parts: WorkerParts) -> None:
 
     @app.page("/health")
     async def health(self: View, request: Request) -> Response:
-        assigned = len(app.consumer.assignment()) if app.consumer is not None else 0
+        assignment = app.consumer.assignment() if app.consumer is not None else set()
+        assigned = len(assignment)
+        owned = sorted(tp.partition for tp in assignment if tp.topic == transactions_topic)
         labels_caught_up = parts.labels.caught_up.is_set()
         ready = assigned > 0 and labels_caught_up
         status = 200 if ready else 503
@@ -328,6 +379,7 @@ def _add_views(app: faust.App, parts: WorkerParts) -> None:
             live=True,
             ready=ready,
             assigned_partitions=assigned,
+            transactions_partitions=owned,
             labels_caught_up=labels_caught_up,
             model_name=scorer.model.metadata.name,
             model_version=scorer.model.metadata.version,

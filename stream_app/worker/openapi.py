@@ -14,7 +14,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from stream_app.schemas import Transaction, Verdict
@@ -37,6 +37,9 @@ class Health(BaseModel):
     live: bool
     ready: bool
     assigned_partitions: int
+    transactions_partitions: list[int] = Field(
+        description="the partitions of transactions this worker scores (its customers)"
+    )
     labels_caught_up: bool
     model_name: str
     model_version: str
