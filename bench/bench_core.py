@@ -5,7 +5,7 @@ single numbers are noisy; rows per CPU second are reported too):
 
 - ``pydantic``: every verdict built as a :class:`stream_app.schemas.Verdict` and encoded by
   pydantic (``Verdict.to_bytes``), as the core did before its verdicts were encoded directly;
-- ``core``: the core as it runs (verdict rows encoded without a pydantic object per row).
+- ``core``: the core as it runs (verdict rows encoded by pydantic from a plain dict, no model).
 
 ``--profile`` prints a cProfile of the ``core`` leg (top functions by own time), so what
 remains is shown next to the numbers.

@@ -11,7 +11,7 @@ import pytest
 
 from stream_app.features import FEATURE_NAMES
 from stream_app.schemas import Reason, Verdict
-from stream_app.verdicts import VerdictRow, json_float
+from stream_app.verdicts import VerdictRow
 
 pytestmark = pytest.mark.unit
 
@@ -102,12 +102,3 @@ def test_the_bytes_read_back_as_the_same_verdict() -> None:
         decoded = Verdict.model_validate_json(row.to_bytes())
         assert decoded.to_bytes() == row.to_model().to_bytes()
         assert json.loads(row.to_bytes())["transaction_id"] == row.transaction_id
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [(3e-05, "0.00003"), (2.5e-07, "2.5e-7"), (1e16, "1e+16"), (0.1, "0.1"), (5.0, "5.0")],
-)
-def test_floats_are_written_as_pydantic_writes_them(value: float, expected: str) -> None:
-    # pinned from pydantic 2.14: exponents differ from repr's, which is why json_float exists
-    assert json_float(value) == expected
