@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,13 +23,14 @@ from stream_app.schemas import DeadLetter, Label, Reason, Transaction, Verdict
 from stream_app.scoring import Rules, Thresholds, apply_rules, decide, top_reasons
 from stream_app.state import ChangelogRecord, EntityState, remember_transaction
 from stream_app.validation import RawRecord, Rejection, dead_letter, parse_transaction
+from stream_app.verdicts import VerdictRow
 
 AMOUNT_USD = features.FEATURE_NAMES.index("amount_usd")
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    verdicts: list[Verdict]
+    verdicts: list[VerdictRow]
     dead_letters: list[DeadLetter]
     state_changes: list[ChangelogRecord] = field(default_factory=list)
 
@@ -153,9 +153,9 @@ class BatchScorer:
         merchant = self.state.merchants.get(merchant_key, features.MerchantState())
         row = features.online_features(transaction, customer, merchant)
         (verdict,) = self._verdicts([transaction], row.reshape(1, -1), [requested_ms])
-        return verdict
+        return verdict.to_model()
 
-    def _score(self, transactions: list[Transaction], sources: list[RawRecord]) -> list[Verdict]:
+    def _score(self, transactions: list[Transaction], sources: list[RawRecord]) -> list[VerdictRow]:
         now_ms = time.time() * 1000
         produced_ms = [now_ms if s.timestamp_ms is None else s.timestamp_ms for s in sources]
         return self._verdicts(transactions, self._featurise(transactions, sources), produced_ms)
@@ -165,7 +165,7 @@ class BatchScorer:
         transactions: list[Transaction],
         matrix: npt.NDArray[np.float32],
         produced_ms: list[float],
-    ) -> list[Verdict]:
+    ) -> list[VerdictRow]:
         scores = self.model.predict(matrix)
         decisions = decide(scores, self.thresholds)
         flagged = [index for index, decision in enumerate(decisions) if decision != "approve"]
@@ -179,6 +179,7 @@ class BatchScorer:
         # Whole-matrix conversions: Python floats of the exact float32 values, as
         # features.feature_vector_to_dict gives them, without a numpy call per row.
         rows, amounts = matrix.tolist(), matrix[:, AMOUNT_USD].tolist()
+        shadow_version = self.shadow.metadata.version if self.shadow else None
         verdicts = []
         for index, (transaction, score, values, sent_ms) in enumerate(
             zip(transactions, scores.tolist(), rows, produced_ms, strict=True)
@@ -186,38 +187,30 @@ class BatchScorer:
             decision, why = apply_rules(
                 transaction, amounts[index], decisions[index], reasons.get(index, ()), self.rules
             )
-            # Validated construction on purpose: pydantic's model_construct is pure Python and
-            # measured slower than this (the validation itself runs in Rust).
+            # A plain row, not a pydantic Verdict: stream_app.verdicts writes the model's bytes.
             verdicts.append(
-                Verdict(
-                    transaction_id=transaction.transaction_id,
-                    customer_id=transaction.customer_id,
-                    score=min(max(score, 0.0), 1.0),
-                    decision=decision,
-                    model_name=name,
-                    model_version=version,
-                    reasons=why,
-                    event_time=transaction.timestamp,
-                    scored_at=scored_at,
-                    latency_ms=max(scored_ms - sent_ms, 0.0),
-                    features=dict(zip(features.FEATURE_NAMES, values, strict=True)),
-                    **self._shadow_fields(shadow_scores, index),
+                VerdictRow(
+                    transaction.transaction_id,
+                    transaction.customer_id,
+                    min(max(score, 0.0), 1.0),
+                    decision,
+                    name,
+                    version,
+                    why,
+                    transaction.timestamp,
+                    scored_at,
+                    max(scored_ms - sent_ms, 0.0),
+                    values,
+                    None if shadow_scores is None else min(max(shadow_scores[index], 0.0), 1.0),
+                    shadow_version,
                 )
             )
         return verdicts
 
-    def _shadow_fields(self, shadow_scores: list[float] | None, index: int) -> dict[str, Any]:
-        if self.shadow is None or shadow_scores is None:
-            return {}
-        return {
-            "shadow_score": min(max(shadow_scores[index], 0.0), 1.0),
-            "shadow_model_version": self.shadow.metadata.version,
-        }
-
     def _count(
         self,
         batch_size: int,
-        verdicts: list[Verdict],
+        verdicts: list[VerdictRow],
         dead_letters: list[DeadLetter],
         elapsed_seconds: float,
     ) -> None:
