@@ -20,6 +20,7 @@ from tests.unit.test_backtest import SMALL, day, labelled_file
 from training.backtest import (
     PREDICTION_COLUMNS,
     BacktestConfig,
+    ExcludeKnown,
     fold_test_rows,
     fold_windows,
     run_backtest,
@@ -59,7 +60,7 @@ def protocol_rows() -> pd.DataFrame:
     return pd.DataFrame(HISTORY + TEST_PERIOD, columns=["timestamp", "customer_id", "is_fraud"])
 
 
-def kept_pairs(rule: str) -> tuple[set[tuple[pd.Timestamp, str]], int]:
+def kept_pairs(rule: ExcludeKnown) -> tuple[set[tuple[pd.Timestamp, str]], int]:
     config = replace(SMALL, exclude_known=rule)
     window = fold_windows(pd.Series([day(0), day(9.5)]), config)[0]
     rows, removed = fold_test_rows(protocol_rows(), window)
@@ -107,7 +108,7 @@ def test_an_unknown_rule_is_refused() -> None:
 
 @pytest.mark.parametrize("rule", ["ever", "since-train-start", "none"])
 def test_predictions_hold_every_test_period_row_and_reproduce_the_metrics(
-    tmp_path: Path, rule: str
+    tmp_path: Path, rule: ExcludeKnown
 ) -> None:
     frame = labelled_file()
     report = run_backtest(frame, replace(SMALL, exclude_known=rule))

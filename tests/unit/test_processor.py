@@ -17,6 +17,7 @@ from stream_app.schemas import DeadLetter, Transaction, Verdict
 from stream_app.scoring import Thresholds
 from stream_app.state import EntityState
 from stream_app.validation import DeadLetterReason, RawRecord, Rejection
+from stream_app.verdicts import VerdictRow
 from tests.factories import amount_model, transaction
 from tests.malformed_corpus import corpus
 from tests.malformed_generator import collect_templates, render_stream
@@ -206,7 +207,7 @@ def test_every_corpus_case_is_dead_lettered_with_its_reason_and_counted(
 def test_generated_bad_input_in_batches_yields_one_output_per_record(scorer: BatchScorer) -> None:
     cases = render_stream(collect_templates(1500), datetime.now(UTC), "unit")
     records = [RawRecord("transactions", 0, i, c.key, c.value) for i, c in enumerate(cases)]
-    verdicts: list[Verdict] = []
+    verdicts: list[VerdictRow] = []
     letters: list[DeadLetter] = []
     for first in range(0, len(records), 100):
         result = scorer.score_batch(records[first : first + 100])
