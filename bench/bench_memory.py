@@ -26,6 +26,7 @@ from typing import Any
 
 import benchkit
 from bench_features import customer_histories
+from bench_goals import MEMORY_GOALS, goals, report
 from confluent_kafka import Producer
 
 from stream_app.features import CustomerState
@@ -131,6 +132,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mib": max(peak_rss, rss),
         "goal_gib": GOAL_GIB,
         "goal_met": rss / 1024 < GOAL_GIB,
+        "goals": goals(
+            {
+                "recovery_customers_per_s": args.customers / recovery_seconds,
+                "rss_mib": rss,
+            },
+            MEMORY_GOALS,
+        ),
     }
 
 
@@ -158,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"| worker RSS after recovery | {result['rss_after_recovery_mib']:,.0f} MiB ({verdict}) |"
     )
     print(f"| worker peak RSS | {result['peak_rss_mib']:,.0f} MiB |")
+    print()
+    print(report(result["goals"], MEMORY_GOALS))
 
 
 if __name__ == "__main__":
