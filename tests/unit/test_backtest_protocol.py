@@ -29,8 +29,6 @@ from training.cli import main
 from training.hyperparams import merged_train_config
 from training.train import TrainConfig
 
-pytestmark = pytest.mark.unit
-
 # SMALL's first fold on a file from day 0 to day 9.5: train days 1, 2, 3; delay days 4, 5;
 # test day 0 is day 6, test day 1 is day 7.
 HISTORY = [  # (timestamp, customer, is_fraud): frauds before the test period

@@ -18,8 +18,6 @@ from training.evaluate import CostModel
 from training.registry import PromotionPolicy
 from training.train import TrainConfig
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.mark.parametrize("command", [["first-model"], ["train"]])
 def test_training_options_default_to_the_train_config_and_cost_model(command: list[str]) -> None:

@@ -7,13 +7,9 @@ import random
 import string
 from datetime import UTC, datetime, timedelta, timezone
 
-import pytest
-
 from stream_app.features import FEATURE_NAMES
 from stream_app.schemas import Reason, Verdict
 from stream_app.verdicts import VerdictRow
-
-pytestmark = pytest.mark.unit
 
 # Text pydantic and the stdlib might escape differently: quotes, backslashes, every control
 # character, DEL, line and paragraph separators, non-ASCII of every UTF-8 length.
