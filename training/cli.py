@@ -488,9 +488,9 @@ def _gate_line(result: PublishResult, policy: PromotionPolicy) -> str:
     )
 
 
-def backtest(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
-    del settings  # the backtest reads only its file
-    config = BacktestConfig(
+def backtest_config(args: argparse.Namespace) -> BacktestConfig:
+    """The backtest's configuration from its options, a --config file and booster flags."""
+    return BacktestConfig(
         train_days=args.train_days,
         delay_days=args.delay_days,
         test_days=args.test_days,
@@ -506,6 +506,11 @@ def backtest(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
             },
         ),
     )
+
+
+def backtest(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
+    del settings  # the backtest reads only its file
+    config = backtest_config(args)
     out = args.out or DEFAULT_BACKTEST_DIR / f"{args.file.stem}.json"
     with _steps(ui.err) as step:
         step(f"reading {args.file}")

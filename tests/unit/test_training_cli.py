@@ -12,7 +12,7 @@ import pytest
 
 from stream_app.settings import Settings, TrainingSettings
 from training.backtest import BacktestConfig
-from training.cli import _costs, _train_config, _training_job, build_parser
+from training.cli import _costs, _train_config, _training_job, backtest_config, build_parser
 from training.dataset import SplitPlan
 from training.evaluate import CostModel
 from training.registry import PromotionPolicy
@@ -57,7 +57,13 @@ def test_backtest_options_default_to_the_backtest_config() -> None:
     expected = asdict(BacktestConfig())
     for option in ("train_days", "delay_days", "test_days", "folds", "step_days", "top_k"):
         assert getattr(args, option) == expected[option], option
-    assert (args.seed, args.nthread) == (TrainConfig().seed, TrainConfig().nthread)
+    # the booster flags stay unset so a --config file can set them; the effective config is
+    # the dataclass's own, seed and threads included
+    assert backtest_config(args) == BacktestConfig()
+    assert (backtest_config(args).train.seed, backtest_config(args).train.nthread) == (
+        TrainConfig().seed,
+        TrainConfig().nthread,
+    )
 
 
 def test_help_shows_the_defaults_it_uses(capsys: pytest.CaptureFixture[str]) -> None:
