@@ -30,6 +30,7 @@ from stream_app.worker.kafka_transport import InlineHandOverTransport
 from stream_app.worker.openapi import Health, docs_page, openapi_document
 from stream_app.worker.parts import WorkerParts
 from stream_app.worker.publisher import BatchDelivery, VerdictPublisher
+from stream_app.worker.watchdog import ProgressWatchdog, install_watchdog
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,16 @@ def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
     parts.publisher.changelog_topic = customers.changelog_topic.get_topic_name()
     _add_scoring_agent(app, settings, parts)
     _add_readers(app, settings, parts)
-    _add_views(app, parts)
+    watchdog = ProgressWatchdog(settings.worker.stall_seconds)
+    install_watchdog(
+        app,
+        settings.kafka.topics.transactions,
+        watchdog,
+        exit_on_stall=settings.worker.stall_action == "exit",
+        stalls=parts.scorer.metrics.partition_stalls,
+        lag=parts.scorer.metrics.consumer_lag,
+    )
+    _add_views(app, parts, watchdog)
     return app
 
 
@@ -287,7 +297,7 @@ REJECTION_STATUS = {
 UNPROCESSABLE = 422
 
 
-def _add_views(app: faust.App, parts: WorkerParts) -> None:
+def _add_views(app: faust.App, parts: WorkerParts, watchdog: ProgressWatchdog) -> None:
     scorer = parts.scorer
 
     @app.page("/predict")
@@ -322,7 +332,7 @@ def _add_views(app: faust.App, parts: WorkerParts) -> None:
     async def health(self: View, request: Request) -> Response:
         assigned = len(app.consumer.assignment()) if app.consumer is not None else 0
         labels_caught_up = parts.labels.caught_up.is_set()
-        ready = assigned > 0 and labels_caught_up
+        ready = assigned > 0 and labels_caught_up and not watchdog.stalled
         status = 200 if ready else 503
         answer = Health(
             live=True,
