@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # EX_TEMPFAIL: a partition stopped moving; a restart is expected to cure it.
 EXIT_STALLED = 75
 BROKER_QUERY_SECONDS = 10.0  # a broker that does not answer is not a stall of ours: skip a round
+POSITION_WAIT_SECONDS = 1.0  # a valid position answers at once; waiting longer means none
 
 
 @dataclass(frozen=True)
@@ -152,15 +153,31 @@ async def _progress(app: faust.App, assigned: set[TP]) -> dict[int, Progress] | 
     try:
         async with asyncio.timeout(BROKER_QUERY_SECONDS):
             highwaters = await consumer.highwaters(*assigned)
-            positions = {tp: await consumer.position(tp) for tp in assigned}
+            earliest = await consumer.earliest_offsets(*assigned)
     except Exception as exc:  # the broker is away or the assignment moved: try next round
         log.info("progress check skipped: %r", exc)
         return None
-    return {
-        tp.partition: Progress(position, highwaters[tp])
-        for tp, position in positions.items()
-        if position is not None and highwaters.get(tp) is not None
-    }
+    progress = {}
+    for tp in assigned:
+        if highwaters.get(tp) is None:
+            continue
+        position = await _position(consumer, tp)
+        # No position at all (the consumer never got one to fetch from) is a stall too, if
+        # there is something to read: it counts as reading from the partition's start.
+        progress[tp.partition] = Progress(
+            earliest.get(tp, 0) if position is None else position, highwaters[tp]
+        )
+    return progress
+
+
+async def _position(consumer: Any, tp: TP) -> int | None:
+    """The fetch position; None if the consumer has none (aiokafka waits for one: not us)."""
+    try:
+        async with asyncio.timeout(POSITION_WAIT_SECONDS):
+            position = await consumer.position(tp)
+    except Exception:  # TimeoutError included: no valid position yet
+        return None
+    return None if position is None else int(position)
 
 
 def _faust_flow_state(consumer: Any, tp: TP) -> str:
