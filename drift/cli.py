@@ -45,7 +45,7 @@ from drift.reference import (
     RegistryReferences,
     load_reference_file,
 )
-from drift.trigger import RetrainTrigger, TriggerPolicy, read_flag
+from drift.trigger import RetrainTrigger, TriggerPolicy, read_flag, read_streak
 from drift.windows import Span, Windower, WindowPolicy
 from stream_app import model_store
 from stream_app.kafka import consumer_config, producer_config
@@ -167,6 +167,13 @@ def build_parts(
     drift, kafka = settings.drift, settings.kafka
     config = CheckConfig.from_settings(drift)
     flag = read_flag(store)
+    trigger = RetrainTrigger(
+        TriggerPolicy.from_settings(drift),
+        last_request_at=None if flag is None else flag.requested_at,
+    )
+    streak = read_streak(store)
+    if streak is not None:  # a restart: the drifted windows in a row so far still count
+        trigger.restore(streak)
     return MonitorParts(
         consumer=Consumer(
             consumer_config(kafka, drift.app_id, offset_reset=drift.auto_offset_reset)
@@ -179,10 +186,7 @@ def build_parts(
             WindowPolicy.create(drift.window_size, drift.window_seconds, drift.min_window_rows),
             config.columns,
         ),
-        trigger=RetrainTrigger(
-            TriggerPolicy.from_settings(drift),
-            last_request_at=None if flag is None else flag.requested_at,
-        ),
+        trigger=trigger,
         metrics=create_drift_metrics(),
         scores_topic=kafka.topics.scores,
         requests_topic=kafka.topics.retrain_requests,

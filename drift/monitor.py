@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from drift.checks import CheckConfig, DriftResult, check_window
 from drift.metrics import DriftMetrics
 from drift.reference import Reference, ReferenceSource
-from drift.trigger import RetrainTrigger, write_flag
+from drift.trigger import RetrainTrigger, write_flag, write_streak
 from drift.windows import Row, Window, Windower
 from stream_app.kafka import DeliveryError
 from stream_app.schemas import RetrainRequest, Verdict
@@ -83,7 +83,6 @@ class MonitorParts:
 class DriftMonitor:
     def __init__(self, parts: MonitorParts) -> None:
         self.parts = parts
-        self._reference_source: str | None = None
         self._delivery_errors: list[str] = []
 
     def run(self, stop: threading.Event, poll_seconds: float = 0.5) -> None:
@@ -139,6 +138,8 @@ class DriftMonitor:
         if request is not None:
             self._publish(request)
         parts.metrics.record(result, time.perf_counter() - started, parts.trigger.streak)
+        # Before the commit: a restart then re-checks this window, and the trigger knows it.
+        write_streak(parts.store, parts.trigger.state())
         self._commit(window)
         _log_result(result, window, request)
         return result
@@ -146,10 +147,11 @@ class DriftMonitor:
     def _reference_for(self, window: Window) -> Reference:
         """The scoring model's reference; a different one restarts the drift streak."""
         reference = self.parts.references.for_version(window.model_version)
-        if self._reference_source not in (None, reference.source):
+        trigger = self.parts.trigger
+        if trigger.reference not in (None, reference.source):
             log.info("reference changed to %s: drift streak reset", reference.source)
-            self.parts.trigger.reset()
-        self._reference_source = reference.source
+            trigger.reset()
+        trigger.reference = reference.source
         return reference
 
     def _publish(self, request: RetrainRequest) -> None:

@@ -14,6 +14,12 @@ handles each request_id once, does not retrain twice.
 The cooldown runs on an injected clock (wall time by default): a replay of a week of verdicts at
 full speed must not turn into a week's worth of retrain requests. It survives restarts through
 the drift flag (:func:`read_flag`), whose ``requested_at`` seeds the next trigger.
+
+The streak survives restarts too (issue 17): the monitor writes it to the store
+(:func:`write_streak`) after every checked window and before committing that window's offsets,
+and a restarted monitor restores it (:func:`read_streak`). A window can therefore be checked
+again after a restart (written, not yet committed): a drifted window that ends no later than the
+streak's last one is that replay, and is not counted twice.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pydantic import BaseModel, ConfigDict
+
 from drift.checks import DriftResult
 from drift.windows import Span
 from stream_app.schemas import RetrainRequest
@@ -34,6 +42,7 @@ from stream_app.store import ObjectNotFoundError, ObjectStore
 log = logging.getLogger(__name__)
 
 FLAG_KEY = "drift/flag.json"
+STREAK_KEY = "drift/streak.json"
 # Fixed namespace for request ids; changing it would change every id a replay produces.
 REQUEST_NAMESPACE = uuid.UUID("5f0d3c1e-8d52-5a4b-9a51-6a2f1f3b7c00")
 
@@ -64,6 +73,38 @@ class TriggerPolicy:
         return cls(settings.consecutive_windows, timedelta(seconds=settings.cooldown_seconds))
 
 
+class StreakWindow(BaseModel):
+    """What a request needs of one drifted window of the streak."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    end: datetime
+    drifted_features: tuple[str, ...]
+    drift_share: float
+    report_uri: str | None = None
+
+    @classmethod
+    def of(cls, result: DriftResult) -> StreakWindow:
+        span = result.span
+        return cls(
+            start=span.start,
+            end=span.end,
+            drifted_features=result.drifted_features,
+            drift_share=result.drift_share,
+            report_uri=result.report_uri,
+        )
+
+
+class StreakState(BaseModel):
+    """The streak as stored: its length, its last ``consecutive`` windows, and the reference
+    (model) it was measured against, since a new reference restarts it."""
+
+    length: int
+    windows: tuple[StreakWindow, ...]
+    reference: str | None = None
+
+
 class RetrainTrigger:
     """Feed every checked window in order; a request comes back when one is due."""
 
@@ -76,8 +117,9 @@ class RetrainTrigger:
         self.policy = policy
         self.clock = clock
         self.last_request_at = last_request_at
-        self._streak: deque[DriftResult] = deque(maxlen=policy.consecutive)
+        self._streak: deque[StreakWindow] = deque(maxlen=policy.consecutive)
         self._streak_length = 0
+        self.reference: str | None = None  # the reference the streak was measured against
 
     @property
     def streak(self) -> int:
@@ -92,7 +134,10 @@ class RetrainTrigger:
         if not result.drifted:
             self.reset()
             return None
-        self._streak.append(result)
+        if self._streak and result.span.end <= self._streak[-1].end:
+            log.info("window end=%s already in the streak: not counted again", result.span.end)
+            return None
+        self._streak.append(StreakWindow.of(result))
         self._streak_length += 1
         now = self.clock()
         if self._streak_length < self.policy.consecutive:
@@ -107,13 +152,25 @@ class RetrainTrigger:
         self._streak.clear()
         self._streak_length = 0
 
+    def state(self) -> StreakState:
+        return StreakState(
+            length=self._streak_length, windows=tuple(self._streak), reference=self.reference
+        )
+
+    def restore(self, state: StreakState) -> None:
+        """Continue a stored streak (a restarted monitor)."""
+        self._streak.clear()
+        self._streak.extend(state.windows)
+        self._streak_length = state.length
+        self.reference = state.reference
+
     def _until(self) -> str:
         last = self.last_request_at
         return "-" if last is None else (last + self.policy.cooldown).isoformat()
 
     def _request(self, now: datetime) -> RetrainRequest:
         windows = list(self._streak)
-        span = Span(windows[0].span.start, windows[-1].span.end)
+        span = Span(windows[0].start, windows[-1].end)
         drifted = sorted({name for window in windows for name in window.drifted_features})
         request = RetrainRequest(
             request_id=request_id(span),
@@ -138,5 +195,16 @@ def write_flag(store: ObjectStore, request: RetrainRequest) -> str:
 def read_flag(store: ObjectStore) -> RetrainRequest | None:
     try:
         return RetrainRequest.model_validate_json(store.get_bytes(FLAG_KEY))
+    except ObjectNotFoundError:
+        return None
+
+
+def write_streak(store: ObjectStore, state: StreakState) -> None:
+    store.put_bytes(STREAK_KEY, state.model_dump_json().encode())
+
+
+def read_streak(store: ObjectStore) -> StreakState | None:
+    try:
+        return StreakState.model_validate_json(store.get_bytes(STREAK_KEY))
     except ObjectNotFoundError:
         return None

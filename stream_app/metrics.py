@@ -38,6 +38,7 @@ class WorkerMetrics:
     labels_rejected: Counter
     consumer_lag: Gauge
     unreadable_states: Counter
+    partition_stalls: Counter
 
 
 def create_worker_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -128,6 +129,11 @@ def _build(registry: CollectorRegistry) -> WorkerMetrics:
             "fraudstream_consumer_lag",
             "Transactions not yet read, per partition of the transactions topic.",
             ["partition"],
+            registry=registry,
+        ),
+        partition_stalls=Counter(
+            "fraudstream_partition_stalls",
+            "Assigned transactions partitions seen stalled: records to read, no progress.",
             registry=registry,
         ),
     )

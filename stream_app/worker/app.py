@@ -39,6 +39,7 @@ from stream_app.worker.predict_routing import (
     partition_for,
 )
 from stream_app.worker.publisher import BatchDelivery, VerdictPublisher
+from stream_app.worker.watchdog import ProgressWatchdog, install_watchdog
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,16 @@ def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
     parts.publisher.changelog_topic = customers.changelog_topic.get_topic_name()
     _add_scoring_agent(app, settings, parts)
     _add_readers(app, settings, parts)
-    _add_views(app, parts, settings)
+    watchdog = ProgressWatchdog(settings.worker.stall_seconds)
+    install_watchdog(
+        app,
+        settings.kafka.topics.transactions,
+        watchdog,
+        exit_on_stall=settings.worker.stall_action == "exit",
+        stalls=parts.scorer.metrics.partition_stalls,
+        lag=parts.scorer.metrics.consumer_lag,
+    )
+    _add_views(app, parts, settings, watchdog)
     return app
 
 
@@ -324,7 +334,9 @@ class PredictOwner:
         return await forward(self.app.http_client, owner_url, body, self.me, self.timeout_s)
 
 
-def _add_views(app: faust.App, parts: WorkerParts, settings: Settings) -> None:
+def _add_views(
+    app: faust.App, parts: WorkerParts, settings: Settings, watchdog: ProgressWatchdog
+) -> None:
     scorer = parts.scorer
     owner = PredictOwner(app, settings)
     transactions_topic = settings.kafka.topics.transactions
@@ -373,7 +385,7 @@ def _add_views(app: faust.App, parts: WorkerParts, settings: Settings) -> None:
         assigned = len(assignment)
         owned = sorted(tp.partition for tp in assignment if tp.topic == transactions_topic)
         labels_caught_up = parts.labels.caught_up.is_set()
-        ready = assigned > 0 and labels_caught_up
+        ready = assigned > 0 and labels_caught_up and not watchdog.stalled
         status = 200 if ready else 503
         answer = Health(
             live=True,

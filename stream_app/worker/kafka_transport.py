@@ -11,12 +11,15 @@ Almost every hand-over completes without waiting: the conductor decodes the mess
 on a queue that has room. So this loop first runs the hand-over inline, up to its first wait;
 only if it does have to wait does it hand the rest to Faust's own interruptible ``wait_first``,
 exactly as before. Everything else in the loop is Faust 0.15's code, unchanged.
+
+The consumer also rewinds partitions that have no committed offset when Faust seeks back to
+the committed offsets (:meth:`InlineHandOverConsumer.seek_to_committed`, issue 17).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Mapping
 from typing import Any, cast
 
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -72,6 +75,25 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
     ``_drain_messages`` is Faust 0.15.3's, split in three for reading; the one change is the
     call to :meth:`_hand_over` where Faust awaits ``wait_first``.
     """
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek every assigned partition to its committed offset, and those that have none (or
+        0) to their beginning, where this app's ``consumer_auto_offset_reset="earliest"``
+        starts them.
+
+        Faust seeks back to the committed offsets to throw away what it fetched but did not
+        deliver (a rebalance, a recovery, a fetch that returned while the flow was stopped),
+        and then reads on from there. aiokafka's ``seek_to_committed`` only moves partitions
+        with a committed offset above 0: on a fresh consumer group, before the first commit
+        of a partition, the seek-back left that partition where the fetcher had got to, and
+        what was fetched and dropped was never read again (issue 17). Reading it again from
+        the start only repeats uncommitted transactions, within the duplicate bound.
+        """
+        committed = await super().seek_to_committed()
+        uncommitted = [tp for tp, offset in committed.items() if not offset]
+        if uncommitted:
+            await self._thread.seek_to_beginning(*uncommitted)
+        return committed
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         consumer_should_stop = cast(Service, self)._stopped.is_set

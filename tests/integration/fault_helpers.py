@@ -206,6 +206,24 @@ class VerdictReader:
         self._consumer.close()
 
 
+def partition_progress(bootstrap: str, group: str, topic: str, partitions: int = 3) -> str:
+    """Each partition's committed offset (for ``group``) and watermarks: printed when a test
+    times out waiting for verdicts, to tell an unread partition from a slow one."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "log_level": QUIET_CLIENT_LOG_LEVEL}
+    )
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        committed = consumer.committed(tps, timeout=10)
+        rows = []
+        for tp in committed:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            rows.append(f"p{tp.partition}: committed={tp.offset} low={low} high={high}")
+        return "; ".join(rows)
+    finally:
+        consumer.close()
+
+
 def mismatched_features(verdicts: Iterable[Verdict], expected: dict[str, list[float]]) -> list[str]:
     """Transaction ids whose recovered features differ from the offline computation."""
     return [

@@ -31,7 +31,7 @@ from drift.reference import (
     ReferenceLoadError,
     load_reference_file,
 )
-from drift.trigger import FLAG_KEY, RetrainTrigger, TriggerPolicy, read_flag
+from drift.trigger import FLAG_KEY, RetrainTrigger, TriggerPolicy, read_flag, read_streak
 from drift.windows import Windower, WindowPolicy
 from stream_app.features import FEATURE_NAMES
 from stream_app.kafka import DeliveryError
@@ -248,3 +248,23 @@ def test_a_missing_reference_fails_with_one_line_and_status_2(
     error = capsys.readouterr().err
     assert error.startswith("fraudstream-drift: cannot read reference")
     assert error.count("\n") == 1
+
+
+@pytest.mark.unit
+def test_a_restarted_monitor_keeps_the_drift_streak(tmp_path: Path) -> None:
+    """One drifted window, a restart, one more: the two in a row raise the request (k=2)."""
+    payloads = clean_then_drifted()
+    first, consumer, store = monitor_for(payloads[:2_001], tmp_path, FakeProducer())
+    assert [r.drifted for _ in range(3) for r in first.poll(timeout=0)] == [False, True]
+    assert first.parts.trigger.streak == 1
+    assert consumer.commits == [{0: 1_001}, {0: 2_001}]
+
+    producer = FakeProducer()
+    second, _, _ = monitor_for(payloads[2_001:], tmp_path, producer)  # same store
+    state = read_streak(store)
+    assert state is not None and state.length == 1
+    second.parts.trigger.restore(state)  # as drift.cli.build_parts does
+    assert [r.drifted for _ in range(3) for r in second.poll(timeout=0)] == [True]
+    [(_, value, _)] = producer.produced
+    assert RetrainRequest.model_validate_json(value).request_id
+    assert read_streak(store) == second.parts.trigger.state()

@@ -14,8 +14,10 @@ from drift.trigger import (
     RetrainTrigger,
     TriggerPolicy,
     read_flag,
+    read_streak,
     request_id,
     write_flag,
+    write_streak,
 )
 from drift.windows import Span
 from stream_app.settings import DriftSettings
@@ -153,3 +155,37 @@ def test_policy_from_settings() -> None:
     assert TriggerPolicy.from_settings(settings) == TriggerPolicy(4, timedelta(seconds=90))
     with pytest.raises(ValueError, match="consecutive"):
         TriggerPolicy(0, timedelta(0))
+
+
+@pytest.mark.unit
+def test_a_restored_streak_continues_across_a_restart(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    assert read_streak(store) is None
+    before, _ = trigger(k=3)
+    before.reference = "model-7"
+    before.observe(window(0, True))
+    before.observe(window(1, True, ("amount", "merchant_category_code")))
+    write_streak(store, before.state())
+
+    after, _ = trigger(k=3)  # a restarted monitor
+    state = read_streak(store)
+    assert state is not None
+    after.restore(state)
+    assert (after.streak, after.reference) == (2, "model-7")
+    request = after.observe(window(2, True))
+    assert request is not None, "the third drifted window in a row, across the restart"
+    assert (request.window_start, request.window_end) == (
+        window(0, True).span.start,
+        window(2, True).span.end,
+    )
+    assert request.drifted_features == ("amount", "merchant_category_code")
+
+
+@pytest.mark.unit
+def test_a_window_checked_again_after_a_restart_is_not_counted_twice() -> None:
+    """Written, then the monitor died before committing: the window is read and checked again."""
+    retrain, _ = trigger(k=3)
+    retrain.observe(window(0, True))
+    retrain.observe(window(1, True))
+    assert retrain.observe(window(1, True)) is None
+    assert retrain.streak == 2
