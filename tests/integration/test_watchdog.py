@@ -15,16 +15,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from stream_app.settings import TopicNames
 from stream_app.worker.watchdog import EXIT_STALLED
-from tests.conftest import WorkerFactory, WorkerProcess
 from tests.integration.fault_helpers import VerdictReader, simulated_transactions
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import REPO_ROOT, wait_until
-
-pytestmark = pytest.mark.integration
+from tests.workers import WorkerFactory, WorkerProcess
 
 PAUSED_PARTITION = 1
 STALL_SECONDS = 6.0  # checks every 2 s

@@ -116,7 +116,7 @@ def test_guard_aiokafka_seek_to_committed_skips_partitions_without_a_commit() ->
     If this changes, the rewind in InlineHandOverConsumer.seek_to_committed may be redundant."""
     import inspect
 
-    from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped]  # no stubs
+    from aiokafka import AIOKafkaConsumer
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     assert "if offset and offset > 0:" in inspect.getsource(AIOKafkaConsumer.seek_to_committed)

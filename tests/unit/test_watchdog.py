@@ -9,8 +9,6 @@ from faust.transport.consumer import Consumer
 
 from stream_app.worker.watchdog import Progress, ProgressWatchdog, Stall
 
-pytestmark = pytest.mark.unit
-
 STALL = 30.0
 
 
