@@ -250,7 +250,6 @@ def test_a_missing_reference_fails_with_one_line_and_status_2(
     assert error.count("\n") == 1
 
 
-@pytest.mark.unit
 def test_a_restarted_monitor_keeps_the_drift_streak(tmp_path: Path) -> None:
     """One drifted window, a restart, one more: the two in a row raise the request (k=2)."""
     payloads = clean_then_drifted()

@@ -157,7 +157,6 @@ def test_policy_from_settings() -> None:
         TriggerPolicy(0, timedelta(0))
 
 
-@pytest.mark.unit
 def test_a_restored_streak_continues_across_a_restart(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     assert read_streak(store) is None
@@ -181,7 +180,6 @@ def test_a_restored_streak_continues_across_a_restart(tmp_path: Path) -> None:
     assert request.drifted_features == ("amount", "merchant_category_code")
 
 
-@pytest.mark.unit
 def test_a_window_checked_again_after_a_restart_is_not_counted_twice() -> None:
     """Written, then the monitor died before committing: the window is read and checked again."""
     retrain, _ = trigger(k=3)
