@@ -11,7 +11,7 @@ group, checks each window against the reference sample, writes the reports to th
 (``drift/reports/<window end>/``), serves Prometheus metrics on
 ``FRAUDSTREAM_DRIFT__WEB_HOST:WEB_PORT``/metrics and publishes a retrain request to
 ``retrain-requests`` after enough drifted windows in a row. Settings come from
-``FRAUDSTREAM_*`` variables (see the README's configuration table).
+``FRAUDSTREAM_*`` variables (see docs/configuration.md).
 
 ``check`` compares one Parquet file of verdict features (feature columns + ``score``, optional
 ``decision`` and ``event_time``) with a reference and prints the result as JSON.

@@ -244,7 +244,7 @@ class TrainingSettings(Section):
 
 
 class Settings(BaseSettings):
-    """All settings; see the README's configuration table for every variable."""
+    """All settings; see docs/configuration.md for every variable."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"

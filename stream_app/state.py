@@ -7,7 +7,8 @@ the same partition as the transaction that caused it. On restart or rebalance Fa
 the changelog into the store. Values are a compact binary snapshot (the table's values are raw
 bytes, see :func:`encode_customer`) kept as bytes until the customer's first transaction: a
 million recovered customers must fit in the worker's memory, and JSON-decoded dicts took four
-times the room (README, "Where the time goes"). Keys are JSON strings, as Faust encodes them.
+times the room (docs/benchmarks.md, "Where the time goes"). Keys are JSON strings, as Faust
+encodes them.
 
 Each changelog value also records the offset of the last transaction folded into the state.
 Under at-least-once delivery a batch can be processed twice after a crash (scored, published,
@@ -24,7 +25,7 @@ the same customer is not recognised.
 
 Merchants: every worker sees transactions of every merchant only in aggregate, so merchant
 state is kept in memory per worker and fed by the labels reader (all partitions of
-``transaction-labels``) and by the worker's own transactions; see the README's state section.
+``transaction-labels``) and by the worker's own transactions; see docs/worker.md's state section.
 """
 
 from __future__ import annotations

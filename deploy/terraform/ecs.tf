@@ -59,7 +59,7 @@ locals {
   }
   commands = merge(local.default_commands, var.service_commands)
 
-  # Settings every service reads (FRAUDSTREAM_<SECTION>__<FIELD>, see the README's table).
+  # Settings every service reads (FRAUDSTREAM_<SECTION>__<FIELD>, see docs/configuration.md).
   # Empty values are left out, so the settings' own defaults apply.
   common_environment = {
     for name, value in {

@@ -5,7 +5,7 @@ Faust's fetch loop (``Consumer._drain_messages``) hands every message to the con
 ``asyncio.wait`` and three cancellations per message, so that a rebalance can interrupt a hand-over
 that is stuck waiting (a full stream buffer, paused flow). On this project's hot path that was
 the largest single cost of the Faust shell (about a sixth of the worker's CPU time, measured with
-py-spy; see the README's "Where the time goes").
+py-spy; see docs/benchmarks.md, "Where the time goes").
 
 Almost every hand-over completes without waiting: the conductor decodes the message and puts it
 on a queue that has room. So this loop first runs the hand-over inline, up to its first wait;

@@ -32,7 +32,7 @@ from tests.processes import free_port
 from tests.workers import WorkerProcess, settings_env
 
 # Merchant features are per worker and in memory (rebuilt from labels and the worker's own
-# partitions, see the README), so a restart or a rebalance changes them by design. Context and
+# partitions, see docs/worker.md), so a restart or a rebalance changes them by design. Context and
 # customer features are a pure function of the customer's history, recovered from the changelog:
 # those must equal the offline computation whatever fault happened.
 RECOVERED_FEATURES: tuple[str, ...] = CONTEXT_FEATURES + CUSTOMER_FEATURES
