@@ -20,7 +20,7 @@ from producers.simulator import SimulatorConfig, iter_events
 from stream_app.features import FEATURE_NAMES
 from stream_app.model import ModelBundle, ModelMetadata
 from stream_app.schemas import Transaction
-from stream_app.worker.model_swap import synthetic_canary
+from stream_app.worker.model_checks import synthetic_canary
 
 # --- boosters ----------------------------------------------------------------------------------
 

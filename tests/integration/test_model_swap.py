@@ -16,12 +16,8 @@ from prometheus_client import CollectorRegistry
 from stream_app.model import ModelBundle
 from stream_app.model_store import ModelStore, client_for, load_champion
 from stream_app.schemas import ModelUpdate
-from stream_app.worker.model_swap import (
-    SWAP_RESULTS,
-    ModelSwapper,
-    create_swap_metrics,
-    synthetic_canary,
-)
+from stream_app.worker.model_checks import synthetic_canary
+from stream_app.worker.model_swap import SWAP_RESULTS, ModelSwapper, create_swap_metrics
 from tests.factories import quantile_model
 from tests.integration.mlflow_server import MlflowServer, running_mlflow_server
 from tests.processes import free_port

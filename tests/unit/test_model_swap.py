@@ -36,16 +36,18 @@ from stream_app.model_store import (
     parse_model_uri,
 )
 from stream_app.schemas import ModelUpdate
-from stream_app.worker.model_swap import (
+from stream_app.worker.model_checks import (
     CANARY_ROWS,
     FAILURE_REASONS,
+    canary_problem,
+    score_correlation,
+    synthetic_canary,
+)
+from stream_app.worker.model_swap import (
     SWAP_RESULTS,
     FailureStreak,
     ModelSwapper,
-    canary_problem,
     create_swap_metrics,
-    score_correlation,
-    synthetic_canary,
 )
 from tests.factories import SIGNAL, quantile_model, saved
 from tests.factories import SWAP_MODEL_NAME as NAME

@@ -26,8 +26,8 @@ from stream_app.processor import BatchScorer
 from stream_app.schemas import Decision, Label, ModelUpdate, Transaction
 from stream_app.scoring import Rules, Thresholds
 from stream_app.validation import DeadLetterReason, RawRecord
+from stream_app.worker.model_checks import FAILURE_REASONS
 from stream_app.worker.model_swap import (
-    FAILURE_REASONS,
     LOAD_BUCKETS,
     SWAP_RESULTS,
     ModelSwapper,
