@@ -6,7 +6,8 @@
 3. worker: the Faust worker (``python -m stream_app.worker``) end to end, and beside it a bare
    Faust agent doing no work (bench/faust_bare.py), with Faust's transport and with the
    worker's inline hand-over, alternating: the shell's ceiling in the same run;
-4. predict: ``POST /predict``, one transaction per request, under concurrent load.
+4. predict: ``POST /predict``, one transaction per request, under concurrent load
+   (bench/predict_load.py).
 
 Kafka legs get fresh topics and a backlog of N transactions (throughput: first to last verdict)
 and then a fixed rate for a while (p50/p99 from produce to verdict). Prints one JSON document
@@ -19,7 +20,6 @@ and a table; goals are reported as met or not, never hidden.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile
@@ -29,12 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import benchkit
 import numpy as np
 from bench_goals import COMPARE_GOALS, goals, report
 from benchkit import Message
 from faust_bare import bare_leg
+from predict_load import predict_legs
 
 from stream_app.features import FEATURE_NAMES
 from stream_app.metrics import create_worker_metrics
@@ -192,92 +192,6 @@ def latency_leg(
     finally:
         scorer.stop()
     return result
-
-
-# --- 4. POST /predict --------------------------------------------------------------------------
-
-
-def predict_legs(
-    port: int, clients: int, requests: int, rate: float, seconds: float
-) -> dict[str, Any]:
-    # Transactions the stream has not seen: /predict refuses an id the customer already had.
-    count = max(requests, int(rate * seconds))
-    bodies = [value for _, value in benchkit.payloads(count, seed=3)]
-    url = f"http://127.0.0.1:{port}/predict"
-    return {
-        "predict_concurrent": asyncio.run(closed_loop(url, bodies, clients, requests)),
-        "predict_fixed_rate": asyncio.run(open_loop(url, bodies, rate, seconds)),
-    }
-
-
-async def closed_loop(
-    url: str, bodies: Sequence[bytes], clients: int, requests: int
-) -> dict[str, Any]:
-    """``clients`` keep-alive connections, each sending its next request on the last answer."""
-    latencies: list[float] = []
-    errors = 0
-    next_index = iter(range(requests))
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal errors
-        for index in next_index:
-            started = time.perf_counter()
-            async with session.post(url, data=bodies[index % len(bodies)]) as response:
-                await response.read()
-                errors += response.status != 200
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-        elapsed = time.perf_counter() - started
-    return {
-        "clients": clients,
-        "requests": requests,
-        "errors": errors,
-        "req_per_s": requests / elapsed,
-        "p50_ms": benchkit.percentile(latencies, 0.5),
-        "p99_ms": benchkit.percentile(latencies, 0.99),
-    }
-
-
-async def open_loop(
-    url: str, bodies: Sequence[bytes], rate: float, seconds: float
-) -> dict[str, Any]:
-    """Requests start on a fixed schedule whatever the answers; latency counts from the
-    scheduled start, so a server that falls behind shows it (no coordinated omission)."""
-    total = int(rate * seconds)
-    latencies: list[float] = []
-    errors = 0
-
-    async def one(session: aiohttp.ClientSession, index: int, scheduled: float) -> None:
-        nonlocal errors
-        async with session.post(url, data=bodies[index % len(bodies)]) as response:
-            await response.read()
-            errors += response.status != 200
-        latencies.append((time.perf_counter() - scheduled) * 1000)
-
-    connector = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        started = time.perf_counter()
-        tasks = []
-        for index in range(total):
-            scheduled = started + index / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, index, scheduled)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
-    return {
-        "rate": rate,
-        "requests": total,
-        "errors": errors,
-        "achieved_req_per_s": total / elapsed,
-        "p50_ms": benchkit.percentile(latencies, 0.5),
-        "p99_ms": benchkit.percentile(latencies, 0.99),
-    }
 
 
 # --- the run -----------------------------------------------------------------------------------
