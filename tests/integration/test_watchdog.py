@@ -67,9 +67,32 @@ def health(worker: WorkerProcess) -> tuple[int, dict[str, object]]:
         return error.code, json.load(error)
 
 
-def produce_transactions(bootstrap: str, topic: str, count: int) -> None:
+def stalling_worker_with_traffic(
+    worker_factory: WorkerFactory,
+    topics: TopicNames,
+    model_dir: Path,
+    tmp_path: Path,
+    bootstrap: str,
+    count: int,
+    **worker_settings: str,
+) -> WorkerProcess:
+    """A worker whose partition PAUSED_PARTITION is kept paused, then ``count`` transactions
+    spread over every partition: the paused one's position stops while its watermark grows."""
+    worker = started_worker(
+        worker_factory,
+        topics,
+        model_dir,
+        pausing_env(tmp_path),
+        stall_seconds=str(STALL_SECONDS),
+        **worker_settings,
+    )
     transactions = simulated_transactions(count)
-    produce(bootstrap, topic, [(t.customer_id.encode(), t.to_bytes()) for t in transactions])
+    produce(
+        bootstrap,
+        topics.transactions,
+        [(t.customer_id.encode(), t.to_bytes()) for t in transactions],
+    )
+    return worker
 
 
 def test_a_stalled_partition_makes_the_worker_exit_for_a_restart(
@@ -79,14 +102,9 @@ def test_a_stalled_partition_makes_the_worker_exit_for_a_restart(
     trained_model_dir: Path,
     tmp_path: Path,
 ) -> None:
-    worker = started_worker(
-        worker_factory,
-        topics,
-        trained_model_dir,
-        pausing_env(tmp_path),
-        stall_seconds=str(STALL_SECONDS),
+    worker = stalling_worker_with_traffic(
+        worker_factory, topics, trained_model_dir, tmp_path, kafka_bootstrap, 300
     )
-    produce_transactions(kafka_bootstrap, topics.transactions, 300)
     wait_until(lambda: worker.process.poll() is not None, 120, "the watchdog to stop the worker")
     assert worker.process.returncode == EXIT_STALLED, worker.log_tail()
     stall_line = f"partition stalled: topic={topics.transactions} partition={PAUSED_PARTITION} "
@@ -101,16 +119,16 @@ def test_report_only_counts_the_stall_and_turns_health_not_ready(
     trained_model_dir: Path,
     tmp_path: Path,
 ) -> None:
-    worker = started_worker(
+    count = 300
+    worker = stalling_worker_with_traffic(
         worker_factory,
         topics,
         trained_model_dir,
-        pausing_env(tmp_path),
-        stall_seconds=str(STALL_SECONDS),
+        tmp_path,
+        kafka_bootstrap,
+        count,
         stall_action="report",
     )
-    count = 300
-    produce_transactions(kafka_bootstrap, topics.transactions, count)
     wait_until(
         lambda: metric(worker, "fraudstream_partition_stalls_total") >= 1,
         120,
