@@ -73,10 +73,11 @@ format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: venv up model ## limit vs plain loop vs worker vs /predict, worker memory, features (~15 min)
+bench: venv up model ## limit vs plain loop vs worker vs /predict, memory, scale-out, features (~17 min)
 	mkdir -p .local/bench
 	$(BIN)/python bench/bench_compare.py --model $(MODEL_DIR) --output .local/bench/compare.json
 	$(BIN)/python bench/bench_memory.py --model $(MODEL_DIR) --output .local/bench/memory.json
+	$(BIN)/python bench/bench_scaling.py --model $(MODEL_DIR) --output .local/bench/scaling.json
 	$(BIN)/python bench/bench_features.py --rows 200000
 
 lock: ## re-pin constraints.txt from a fresh resolution of pyproject.toml

@@ -56,17 +56,19 @@ def admin() -> AdminClient:
     return _ADMIN[0]
 
 
-def fresh_topics(prefix: str = "bench") -> TopicNames:
+def fresh_topics(prefix: str = "bench", partitions: int = PARTITIONS) -> TopicNames:
     """A new set of the project's topics, so that no leg reads another's messages."""
     suffix = uuid.uuid4().hex[:8]
     names = {key: f"{prefix}-{name}-{suffix}" for key, name in TopicNames().model_dump().items()}
     topics = TopicNames(**names)
-    create_topics(topics.all())
+    create_topics(topics.all(), partitions=partitions)
     return topics
 
 
-def create_topics(names: Sequence[str], config: dict[str, str] | None = None) -> None:
-    new = [NewTopic(name, PARTITIONS, 1, config=config or {}) for name in names]
+def create_topics(
+    names: Sequence[str], config: dict[str, str] | None = None, partitions: int = PARTITIONS
+) -> None:
+    new = [NewTopic(name, partitions, 1, config=config or {}) for name in names]
     for future in admin().create_topics(new).values():
         future.result(30)
 
@@ -88,7 +90,9 @@ def topics_with_prefix(prefix: str) -> list[str]:
     return [name for name in admin().list_topics(timeout=10).topics if name.startswith(prefix)]
 
 
-def message_count(topic: str, consumer: Consumer | None = None) -> int:
+def message_count(
+    topic: str, consumer: Consumer | None = None, partitions: int = PARTITIONS
+) -> int:
     """Messages in a fresh topic: the sum of its partitions' high watermarks (no reading);
     -1 while the broker cannot tell (a partition's leader is still being elected)."""
     own = consumer is None
@@ -96,7 +100,7 @@ def message_count(topic: str, consumer: Consumer | None = None) -> int:
     try:
         return sum(
             client.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(PARTITIONS)
+            for p in range(partitions)
         )
     except KafkaException:
         return -1
@@ -161,28 +165,36 @@ def percentile(values: Sequence[float], share: float) -> float:
     return ordered[min(int(share * len(ordered)), len(ordered) - 1)]
 
 
-def wait_for_count(topic: str, count: int, deadline_seconds: float, alive: Any = None) -> int:
+def wait_for_count(
+    topic: str,
+    count: int,
+    deadline_seconds: float,
+    alive: Any = None,
+    partitions: int = PARTITIONS,
+) -> int:
     """Poll the topic's size until it holds ``count`` messages (or the deadline passes)."""
     deadline = time.monotonic() + deadline_seconds
     consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "bench-watermarks"})
     try:
-        seen = message_count(topic, consumer)
+        seen = message_count(topic, consumer, partitions)
         while seen < count and time.monotonic() < deadline:
             if alive is not None and not alive():
                 raise SystemExit(f"the scorer exited with {seen}/{count} verdicts on {topic}")
             time.sleep(0.25)
-            seen = message_count(topic, consumer)
+            seen = message_count(topic, consumer, partitions)
     finally:
         consumer.close()
     return seen
 
 
-def verdict_timestamps(topic: str, count: int) -> tuple[list[int], list[bytes]]:
+def verdict_timestamps(
+    topic: str, count: int, partitions: int = PARTITIONS
+) -> tuple[list[int], list[bytes]]:
     """Kafka timestamps (ms) of the first ``count`` verdicts, and a few payloads to check."""
     consumer = Consumer(
         {"bootstrap.servers": BOOTSTRAP, "group.id": uuid.uuid4().hex, "enable.auto.commit": False}
     )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     stamps: list[int] = []
     samples: list[bytes] = []
     deadline = time.monotonic() + 120
@@ -286,13 +298,18 @@ def paced_latency(topics: TopicNames, messages: Sequence[Message], rate: float) 
 
 
 def scorer_env(
-    topics: TopicNames, model: Path, app_id: str, port: int, data_dir: str
+    topics: TopicNames,
+    model: Path,
+    app_id: str,
+    port: int,
+    data_dir: str,
+    partitions: int = PARTITIONS,
 ) -> dict[str, str]:
     """The environment both the worker and the baseline loop read their settings from."""
     return {
         **os.environ,
         "FRAUDSTREAM_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
-        "FRAUDSTREAM_KAFKA__PARTITIONS": str(PARTITIONS),
+        "FRAUDSTREAM_KAFKA__PARTITIONS": str(partitions),
         "FRAUDSTREAM_WORKER__APP_ID": app_id,
         "FRAUDSTREAM_WORKER__WEB_PORT": str(port),
         "FRAUDSTREAM_WORKER__DATA_DIR": data_dir,
