@@ -27,11 +27,16 @@ from drift.windows import Span
 from stream_app.schemas import RetrainRequest
 from stream_app.settings import TopicNames
 from stream_app.store import LocalStore
+from tests.drift_data import (
+    COLUMNS,
+    FIRST_EVENT,
+    STEP,
+    samples,
+    shifted,
+    verdict_payloads,
+)
 from tests.kafka_helpers import REPO_ROOT, consume_all, wait_until
 from tests.processes import free_port
-from tests.unit.test_drift_checks import samples, shifted
-from tests.unit.test_drift_monitor import FIRST_EVENT, STEP, verdict_payloads
-from tests.unit.test_drift_simulated import COLUMNS
 from tests.workers import settings_env
 
 WINDOW = 1_000

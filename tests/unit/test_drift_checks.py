@@ -24,41 +24,15 @@ from drift.windows import DECISION_COLUMN, Span
 from stream_app.features import FEATURE_NAMES
 from stream_app.settings import DriftSettings
 from stream_app.store import LocalStore
-from tests.unit.test_drift_simulated import (
+from tests.drift_data import (
     COLUMNS,
     CONFIG,
     REVIEW_THRESHOLD,
-    ScoredHistory,
-    rows_between,
-    scored_history,
+    samples,
+    shifted,
 )
 
 SPAN = Span(datetime(2025, 2, 10, 12, tzinfo=UTC), datetime(2025, 2, 10, 12, 5, tzinfo=UTC))
-AMOUNT_FEATURES = [name for name in FEATURE_NAMES if "amount" in name and "zscore" not in name]
-GROCERY_CODE = 0.0  # any one category code: the shift sends 40% of rows to it
-
-
-def history() -> ScoredHistory:
-    return scored_history(3, days=40, customers=1_000)
-
-
-def samples(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Reference (no decisions, as training logs it) and a window from the same days."""
-    period = rows_between(history(), 30, 40)
-    reference = period.sample(n=5_000, random_state=seed)
-    window = period.drop(reference.index).sample(n=5_000, random_state=seed + 1)
-    return reference[list(COLUMNS)].reset_index(drop=True), window.reset_index(drop=True)
-
-
-def shifted(window: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Amounts x1.5 everywhere, and 40% of the rows moved to one merchant category."""
-    moved = window.copy()
-    moved[AMOUNT_FEATURES] = moved[AMOUNT_FEATURES] * 1.5
-    chosen = np.random.default_rng(seed).random(len(moved)) < 0.4
-    moved.loc[chosen, "merchant_category_code"] = GROCERY_CODE
-    return moved
-
-
 # --- PSI ------------------------------------------------------------------------------------------
 
 

@@ -11,11 +11,10 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import cast
 
-import pandas as pd
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -33,44 +32,23 @@ from drift.reference import (
 )
 from drift.trigger import FLAG_KEY, RetrainTrigger, TriggerPolicy, read_flag, read_streak
 from drift.windows import Windower, WindowPolicy
-from stream_app.features import FEATURE_NAMES
 from stream_app.kafka import DeliveryError
 from stream_app.schemas import RetrainRequest, Verdict
 from stream_app.store import LocalStore
+from tests.drift_data import (
+    COLUMNS,
+    CONFIG,
+    FIRST_EVENT,
+    REVIEW_THRESHOLD,
+    STEP,
+    samples,
+    shifted,
+    verdict_payloads,
+)
 from tests.fakes import FakeMessage, FakeProducer
-from tests.unit.test_drift_checks import samples, shifted
-from tests.unit.test_drift_simulated import COLUMNS, CONFIG, REVIEW_THRESHOLD
 
-FIRST_EVENT = datetime(2025, 2, 10, 8, tzinfo=UTC)
-STEP = timedelta(milliseconds=100)
 REQUESTS_TOPIC = "retrain-requests-test"
 SCORES_TOPIC = "fraud-scores-test"
-
-
-def verdict_payloads(
-    frame: pd.DataFrame, first_event: datetime = FIRST_EVENT, version: str = "1"
-) -> list[bytes]:
-    """Verdict JSON as the worker publishes it: all 36 features, score, decision; 10 per second."""
-    features = frame[list(FEATURE_NAMES)].astype("float64").to_dict(orient="records")
-    payloads = []
-    for index, (values, score, decision) in enumerate(
-        zip(features, frame["score"], frame["decision"], strict=True)
-    ):
-        moment = first_event + index * STEP
-        verdict = Verdict(
-            transaction_id=f"tx-{index}",
-            customer_id=f"C{index % 97:05d}",
-            score=float(score),
-            decision=decision,
-            model_name="fraudstream-xgb",
-            model_version=version,
-            event_time=moment,
-            scored_at=moment,
-            latency_ms=2.0,
-            features=values,
-        )
-        payloads.append(verdict.to_bytes())
-    return payloads
 
 
 @dataclass
