@@ -14,8 +14,14 @@ from stream_app.features import FEATURE_NAMES
 from stream_app.schemas import Verdict
 from stream_app.settings import TopicNames
 from tests.factories import quantile_model, saved, simulated_transactions
-from tests.integration.test_worker_swap import announce, relabelled_copy, swaps
-from tests.integration.worker_helpers import metric, produce, started_worker
+from tests.integration.worker_helpers import (
+    announce,
+    metric,
+    produce,
+    relabelled_copy,
+    started_worker,
+    swaps,
+)
 from tests.kafka_helpers import consume_all, wait_until
 from tests.processes import free_port
 from tests.workers import WorkerFactory, WorkerProcess

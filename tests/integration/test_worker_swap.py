@@ -3,44 +3,24 @@
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 
-from stream_app.schemas import ModelUpdate, Verdict
+from stream_app.schemas import Verdict
 from stream_app.settings import TopicNames
 from tests.factories import simulated_transactions
-from tests.integration.worker_helpers import metric, produce, started_worker
+from tests.integration.worker_helpers import (
+    announce,
+    produce,
+    relabelled_copy,
+    started_worker,
+    swaps,
+)
 from tests.kafka_helpers import consume_all, wait_until
-from tests.workers import WorkerFactory, WorkerProcess
+from tests.workers import WorkerFactory
 
 TRANSACTIONS = 3000
-
-
-def relabelled_copy(model_dir: Path, target: Path, version: str) -> Path:
-    """The same booster under another version number: a distinct model the swapper accepts."""
-    shutil.copytree(model_dir, target)
-    metadata = json.loads((target / "metadata.json").read_text())
-    metadata["version"] = version
-    (target / "metadata.json").write_text(json.dumps(metadata))
-    return target
-
-
-def announce(bootstrap: str, topics: TopicNames, folder: Path, version: str) -> None:
-    name = json.loads((folder / "metadata.json").read_text())["name"]
-    update = ModelUpdate(
-        model_name=name,
-        model_version=version,
-        model_uri=str(folder),
-        promoted_at=datetime.now(UTC),
-    )
-    produce(bootstrap, topics.model_updates, [(name.encode(), update.to_bytes())])
-
-
-def swaps(worker: WorkerProcess, result: str) -> float:
-    return metric(worker, f'fraudstream_model_swaps_total{{result="{result}"}}')
 
 
 def test_a_model_update_mid_stream_switches_versions_at_a_batch_boundary(

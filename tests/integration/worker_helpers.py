@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
 
+from stream_app.schemas import ModelUpdate
 from stream_app.settings import TopicNames
 from tests.kafka_helpers import wait_until
 from tests.workers import WorkerFactory, WorkerProcess
@@ -63,3 +66,30 @@ def post(url: str, body: bytes) -> tuple[int, dict[str, Any]]:
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         return error.code, json.load(error)
+
+
+# --- model swaps: a second version of a model, announced on model-updates ---------------------
+
+
+def relabelled_copy(model_dir: Path, target: Path, version: str) -> Path:
+    """The same booster under another version number: a distinct model the swapper accepts."""
+    shutil.copytree(model_dir, target)
+    metadata = json.loads((target / "metadata.json").read_text())
+    metadata["version"] = version
+    (target / "metadata.json").write_text(json.dumps(metadata))
+    return target
+
+
+def announce(bootstrap: str, topics: TopicNames, folder: Path, version: str) -> None:
+    name = json.loads((folder / "metadata.json").read_text())["name"]
+    update = ModelUpdate(
+        model_name=name,
+        model_version=version,
+        model_uri=str(folder),
+        promoted_at=datetime.now(UTC),
+    )
+    produce(bootstrap, topics.model_updates, [(name.encode(), update.to_bytes())])
+
+
+def swaps(worker: WorkerProcess, result: str) -> float:
+    return metric(worker, f'fraudstream_model_swaps_total{{result="{result}"}}')
