@@ -197,7 +197,7 @@ def test_registry_reference_follows_the_scoring_version_and_falls_back_to_the_ch
     mlflow_uri: str,
 ) -> None:
     from stream_app import model_store
-    from tests.integration.test_mlflow_registry import (
+    from tests.training_data import (
         FAST,
         NAME,
         publish_model,

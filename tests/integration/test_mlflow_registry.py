@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,15 @@ import pandas as pd
 import pytest
 
 from stream_app.features import FEATURE_NAMES
-from stream_app.model import ModelBundle
 from tests.integration.mlflow_server import MlflowServer, running_mlflow_server
-from training.dataset import SplitPlan, Splits, split_by_time
+from tests.training_data import (
+    EXPERIMENT,
+    FAST,
+    NAME,
+    publish_model,
+    synthetic_splits,
+    with_shuffled_training_labels,
+)
 from training.registry import (
     HISTORY_TAG,
     MODEL_ARTIFACT_PATH,
@@ -29,59 +34,15 @@ from training.registry import (
     client_for,
     load_champion,
     load_version,
-    publish,
     version_with_alias_at,
 )
-from training.train import TrainConfig, train_model
-
-NAME = "fraudstream-test"
-EXPERIMENT = "fraudstream-test"
-START = pd.Timestamp("2025-03-01", tz="UTC")
-FAST = TrainConfig(num_boost_round=40, early_stopping_rounds=10, max_depth=4)
+from training.train import train_model
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     with running_mlflow_server(tmp_path_factory.mktemp("mlflow")) as running:
         yield running
-
-
-def synthetic_splits(seed: int = 0, rows: int = 5_000) -> Splits:
-    """Featurized rows with a learnable signal in two features; every label on time."""
-    rng = np.random.default_rng(seed)
-    values = rng.normal(size=(rows, len(FEATURE_NAMES))).astype(np.float32)
-    fraud = rng.random(rows) < 1 / (1 + np.exp(4.3 - 1.6 * values[:, -1] - 1.1 * values[:, -2]))
-    stamps = START + pd.to_timedelta(np.sort(rng.uniform(0, 12 * 86_400, rows)), unit="s")
-    frame = pd.DataFrame(values, columns=list(FEATURE_NAMES)).assign(
-        transaction_id=[f"t{index}" for index in range(rows)],
-        customer_id=[f"c{value}" for value in rng.integers(0, 300, rows)],
-        merchant_id="m1",
-        timestamp=stamps,
-        amount=rng.gamma(2.0, 40.0, rows).astype(np.float32),
-    )
-    labels = pd.DataFrame(
-        {"transaction_id": frame["transaction_id"], "is_fraud": fraud, "labeled_at": stamps}
-    )
-    plan = SplitPlan(validation_days=3, test_days=3, gap_days=0, warmup_days=0)
-    return split_by_time(frame, labels, START + pd.Timedelta(days=12), plan)
-
-
-def with_shuffled_training_labels(splits: Splits) -> Splits:
-    """Same validation and test, but a train target with the signal destroyed: a worse model."""
-    frame = splits.train.frame
-    shuffled = np.random.default_rng(1).permutation(frame["is_fraud"].to_numpy())
-    return replace(splits, train=replace(splits.train, frame=frame.assign(is_fraud=shuffled)))
-
-
-def publish_model(client: Any, bundle: ModelBundle, splits: Splits) -> Any:
-    return publish(
-        client,
-        experiment=EXPERIMENT,
-        name=NAME,
-        bundle=bundle,
-        splits=splits,
-        params=FAST.as_params(),
-    )
 
 
 def test_champion_gate_history_and_native_round_trip(server: MlflowServer) -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.training_data import SMALL, day, labelled_file
 from training.backtest import (
-    BacktestConfig,
     delayed_labels,
     evaluation_rows,
     fold_windows,
@@ -19,41 +19,6 @@ from training.backtest import (
     read_labelled_file,
     run_backtest,
 )
-from training.train import TrainConfig
-
-START = pd.Timestamp("2025-01-01", tz="UTC")
-SMALL = BacktestConfig(
-    train_days=3,
-    delay_days=2,
-    test_days=2,
-    folds=2,
-    step_days=2,
-    top_k=5,
-    train=TrainConfig(num_boost_round=30, early_stopping_rounds=5, max_depth=3),
-)
-
-
-def day(offset: float) -> pd.Timestamp:
-    return START + pd.Timedelta(days=offset)
-
-
-def labelled_file(days: int = 10, rows_per_day: int = 400, seed: int = 0) -> pd.DataFrame:
-    """Only the required columns; fraud comes as bursts of large amounts at a few merchants."""
-    rng = np.random.default_rng(seed)
-    rows = days * rows_per_day
-    fraud = rng.random(rows) < 0.03
-    amount = np.where(fraud, rng.gamma(6.0, 120.0, rows), rng.gamma(2.0, 30.0, rows))
-    merchant = np.where(fraud, rng.integers(0, 3, rows), rng.integers(3, 60, rows))
-    return pd.DataFrame(
-        {
-            "transaction_id": [f"t{index}" for index in range(rows)],
-            "timestamp": day(0) + pd.to_timedelta(rng.uniform(0, days * 86_400, rows), unit="s"),
-            "customer_id": [f"c{value}" for value in rng.integers(0, 500, rows)],
-            "merchant_id": [f"m{value}" for value in merchant],
-            "amount": amount.round(2),
-            "is_fraud": fraud.astype(int),
-        }
-    )
 
 
 def test_folds_are_anchored_at_the_end_and_step_back() -> None:

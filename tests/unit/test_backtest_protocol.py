@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from tests.unit.test_backtest import SMALL, day, labelled_file
+from tests.training_data import SMALL, day, labelled_file
 from training.backtest import (
     PREDICTION_COLUMNS,
     BacktestConfig,
