@@ -15,13 +15,7 @@ import pandas as pd
 import pytest
 
 from producers import cli
-from producers.scenarios import (
-    FRAUD_SCENARIOS,
-    IMPOSSIBLE_DISTANCE_KM,
-    LEGIT,
-)
 from producers.simulator import (
-    DriftEvent,
     DriftSchedule,
     FraudRates,
     LabelPolicy,
@@ -31,10 +25,13 @@ from producers.simulator import (
     StreamSchedule,
     generate_history,
     iter_events,
-    paced,
     stream_events,
     stream_schedule,
 )
+from producers.simulator.config import DriftEvent
+from producers.simulator.fraud import FRAUD_SCENARIOS
+from producers.simulator.live_stream import paced
+from producers.simulator.world import IMPOSSIBLE_DISTANCE_KM, LEGIT
 from producers.sinks import KafkaSink
 from stream_app.geo import (
     CURRENCY_PER_USD,
