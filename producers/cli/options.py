@@ -80,24 +80,12 @@ def non_negative_float(text: str) -> float:
 
 def add_population_options(parser: argparse.ArgumentParser, default_delay: str | None) -> None:
     defaults = SIMULATOR_DEFAULTS
-    parser.add_argument(
-        "--seed",
-        type=non_negative_int,
-        default=defaults.seed,
-        help=f"random seed (default {defaults.seed})",
-    )
-    parser.add_argument(
-        "--customers",
-        type=int,
-        default=defaults.n_customers,
-        help=f"customers (default {defaults.n_customers})",
-    )
-    parser.add_argument(
-        "--merchants",
-        type=int,
-        default=defaults.n_merchants,
-        help=f"merchants (default {defaults.n_merchants})",
-    )
+    for flag, kind, default, what in (
+        ("--seed", non_negative_int, defaults.seed, "random seed"),
+        ("--customers", int, defaults.n_customers, "customers"),
+        ("--merchants", int, defaults.n_merchants, "merchants"),
+    ):
+        parser.add_argument(flag, type=kind, default=default, help=f"{what} (default {default})")
     parser.add_argument(
         "--fraud-scale",
         type=float,
