@@ -3,7 +3,7 @@
 Both build a model from splits of labelled history and the shared training options; they differ
 in where the history comes from (the simulator, the lake) and where the model goes (a folder,
 MLflow behind the champion gate). ``train`` publishes through the same
-:func:`~training.retrain_consumer.train_and_publish` as a retrain on request.
+:func:`~training.retrain.job.train_and_publish` as a retrain on request.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from training.cli.options import TRAINING, add_training_options, cost_model, tra
 from training.cli.output import Ui, gate_line, model_table, steps
 from training.dataset import SplitPlan, dataset_splits, load_lake, utc_timestamp
 from training.registry import PromotionPolicy, client_for, load_champion
-from training.retrain_consumer import TrainingJob, train_and_publish
+from training.retrain.job import TrainingJob, train_and_publish
 from training.train import train_model
 
 FIRST_MODEL_VERSION = "first-model"

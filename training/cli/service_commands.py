@@ -1,7 +1,7 @@
 """``lake-writer`` and ``retrain-consumer``: the two long-running services of the retraining loop.
 
 Both run until Ctrl-C, SIGTERM or ``--exit-when-idle`` and print one summary line; the loops
-themselves live in :mod:`training.lake_writer` and :mod:`training.retrain_consumer`.
+themselves live in :mod:`training.lake_writer` and :mod:`training.retrain`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from stream_app.settings import Settings
 from stream_app.store import open_store
 from training.cli.output import Ui
 from training.lake_writer import run_lake_writer
-from training.retrain_consumer import run_retrain_consumer
+from training.retrain.consumer import run_retrain_consumer
 
 logger = logging.getLogger(__name__)
 
