@@ -41,7 +41,7 @@ from stream_app.store import LocalStore
 from tests.integration.mlflow_server import MlflowServer, running_mlflow_server
 from tests.kafka_helpers import consume_all, wait_until
 from training.dataset import dataset_splits, load_lake
-from training.lake_writer import build_lake_writer
+from training.lake_writer.loop import build_lake_writer
 from training.registry import aliases, client_for
 from training.retrain.consumer import RetrainConsumer, build_retrain_consumer
 from training.retrain.job import TrainingJob, train_and_publish

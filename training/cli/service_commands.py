@@ -14,7 +14,7 @@ import threading
 from stream_app.settings import Settings
 from stream_app.store import open_store
 from training.cli.output import Ui
-from training.lake_writer import run_lake_writer
+from training.lake_writer.loop import run_lake_writer
 from training.retrain.consumer import run_retrain_consumer
 
 logger = logging.getLogger(__name__)
