@@ -36,7 +36,7 @@ from tests.kafka_helpers import REPO_ROOT, delete_topics, unique_topics
 from tests.processes import free_port
 from tests.workers import settings_env
 from training.registry import alias_history, aliases, client_for
-from training.retrain_consumer import REQUEST_PARAM
+from training.retrain.registry_runs import REQUEST_PARAM
 
 SEED = 42
 RATE = 120

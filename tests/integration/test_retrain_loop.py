@@ -41,16 +41,12 @@ from stream_app.store import LocalStore
 from tests.integration.mlflow_server import MlflowServer, running_mlflow_server
 from tests.kafka_helpers import consume_all, wait_until
 from training.dataset import dataset_splits, load_lake
-from training.lake_writer import build_lake_writer
+from training.lake_writer.loop import build_lake_writer
 from training.registry import aliases, client_for
-from training.retrain_consumer import (
-    REQUEST_PARAM,
-    RetrainConsumer,
-    StoreLedger,
-    TrainingJob,
-    build_retrain_consumer,
-    train_and_publish,
-)
+from training.retrain.consumer import RetrainConsumer, build_retrain_consumer
+from training.retrain.job import TrainingJob, train_and_publish
+from training.retrain.ledger import StoreLedger
+from training.retrain.registry_runs import REQUEST_PARAM
 from training.train import TrainConfig
 
 DAYS = 14

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from producers import scenarios
+from producers.simulator import world
 from stream_app import geo
 from stream_app.features import (
     FEATURE_NAMES,
@@ -312,8 +312,8 @@ def test_unlisted_categories_map_to_other() -> None:
 
 
 def test_every_simulated_category_and_channel_has_its_own_code() -> None:
-    assert {c.name for c in scenarios.CATEGORIES} <= set(MERCHANT_CATEGORIES[1:])
-    assert set(scenarios.CHANNELS) <= set(TRANSACTION_TYPES[1:])
+    assert {c.name for c in world.CATEGORIES} <= set(MERCHANT_CATEGORIES[1:])
+    assert set(world.CHANNELS) <= set(TRANSACTION_TYPES[1:])
 
 
 def test_first_seen_sets_stop_admitting_at_capacity() -> None:

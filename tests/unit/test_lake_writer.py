@@ -18,16 +18,16 @@ from stream_app.settings import KafkaSettings
 from stream_app.store import LocalStore, ObjectStore, lake_key
 from tests.fakes import FakeMessage
 from training.dataset import load_lake
-from training.lake_writer import (
+from training.lake_writer.buffers import (
     FlushPolicy,
     LakeTable,
-    LakeWriter,
     PartitionBuffer,
     Position,
     intent_key,
     part_name,
     tables_for,
 )
+from training.lake_writer.writer import LakeWriter
 
 TOPICS = KafkaSettings().topics
 TX_TOPIC, LABEL_TOPIC = TOPICS.transactions, TOPICS.labels

@@ -18,19 +18,16 @@ from stream_app.store import LocalStore
 from tests.fakes import FakeMessage
 from tests.kafka_helpers import wait_until
 from training.registry import PublishResult
-from training.retrain_consumer import (
-    Backoff,
+from training.retrain.consumer import Backoff, RetrainConsumer
+from training.retrain.handler import (
     DatasetNotReady,
     Handled,
     NotReady,
-    RequestOutcome,
-    RetrainConsumer,
     RetrainHandler,
-    StoreLedger,
-    _filter_literal,
     matured_fraud_labels,
-    registered_result,
 )
+from training.retrain.ledger import RequestOutcome, StoreLedger
+from training.retrain.registry_runs import _filter_literal, registered_result
 
 NOW = datetime(2025, 3, 20, 12, tzinfo=UTC)
 DRIFT_START = NOW - timedelta(days=5)

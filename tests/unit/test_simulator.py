@@ -15,13 +15,9 @@ import pandas as pd
 import pytest
 
 from producers import cli
-from producers.scenarios import (
-    FRAUD_SCENARIOS,
-    IMPOSSIBLE_DISTANCE_KM,
-    LEGIT,
-)
+from producers.cli import stream as stream_cli
+from producers.cli.options import parse_delay_range
 from producers.simulator import (
-    DriftEvent,
     DriftSchedule,
     FraudRates,
     LabelPolicy,
@@ -31,10 +27,13 @@ from producers.simulator import (
     StreamSchedule,
     generate_history,
     iter_events,
-    paced,
     stream_events,
     stream_schedule,
 )
+from producers.simulator.config import DriftEvent
+from producers.simulator.fraud import FRAUD_SCENARIOS
+from producers.simulator.live_stream import paced
+from producers.simulator.world import IMPOSSIBLE_DISTANCE_KM, LEGIT
 from producers.sinks import KafkaSink
 from stream_app.geo import (
     CURRENCY_PER_USD,
@@ -499,7 +498,7 @@ def test_cli_stream_sends_warmup_then_live_ending_now(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     producer = FakeProducer()
-    monkeypatch.setattr(cli, "KafkaSink", lambda kafka: KafkaSink(kafka, producer=producer))
+    monkeypatch.setattr(stream_cli, "KafkaSink", lambda kafka: KafkaSink(kafka, producer=producer))
     args = ["stream", "--customers", "300", "--merchants", "500", "--rate", "0"]
     assert cli.main([*args, "--count", "150", "--warmup-days", "1"]) == 0
     (summary,) = capsys.readouterr().out.strip().splitlines()
@@ -518,7 +517,7 @@ def test_cli_stream_wall_clock_stamps_now_without_warmup(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     producer = FakeProducer()
-    monkeypatch.setattr(cli, "KafkaSink", lambda kafka: KafkaSink(kafka, producer=producer))
+    monkeypatch.setattr(stream_cli, "KafkaSink", lambda kafka: KafkaSink(kafka, producer=producer))
     before = datetime.now(UTC) - timedelta(milliseconds=1)  # stamps are whole milliseconds
     args = ["stream", "--clock", "wall", "--customers", "300", "--merchants", "500"]
     assert cli.main([*args, "--count", "40", "--rate", "0"]) == 0
@@ -724,4 +723,4 @@ def test_cli_fails_with_one_clear_line(capsys: pytest.CaptureFixture[str]) -> No
     ],
 )
 def test_label_delay_ranges_parse(text: str, expected: tuple[timedelta, timedelta]) -> None:
-    assert cli.parse_delay_range(text) == expected
+    assert parse_delay_range(text) == expected

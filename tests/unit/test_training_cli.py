@@ -12,7 +12,10 @@ import pytest
 
 from stream_app.settings import Settings, TrainingSettings
 from training.backtest import BacktestConfig
-from training.cli import _costs, _train_config, _training_job, backtest_config, build_parser
+from training.cli import build_parser
+from training.cli.backtest_command import backtest_config
+from training.cli.model_commands import training_job
+from training.cli.options import cost_model, train_config
 from training.dataset import SplitPlan
 from training.evaluate import CostModel
 from training.registry import PromotionPolicy
@@ -22,8 +25,8 @@ from training.train import TrainConfig
 @pytest.mark.parametrize("command", [["first-model"], ["train"]])
 def test_training_options_default_to_the_train_config_and_cost_model(command: list[str]) -> None:
     args = build_parser().parse_args(command)
-    assert _train_config(args) == TrainConfig()
-    assert _costs(args) == CostModel()
+    assert train_config(args) == TrainConfig()
+    assert cost_model(args) == CostModel()
     assert (args.validation_days, args.test_days, args.gap_days) == (
         SplitPlan().validation_days,
         SplitPlan().test_days,
@@ -34,7 +37,7 @@ def test_training_options_default_to_the_train_config_and_cost_model(command: li
 def test_train_defaults_to_what_a_retrain_on_request_uses() -> None:
     args = build_parser().parse_args(["train"])
     training = TrainingSettings()
-    job = _training_job(args, Settings())
+    job = training_job(args, Settings())
     assert args.history_days == training.history_days
     assert job.policy.margin == training.promotion_margin == PromotionPolicy().margin
     assert job.plan == SplitPlan(
