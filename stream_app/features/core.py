@@ -51,7 +51,7 @@ _UINT64_MASK = (1 << 64) - 1
 # vocabulary this small and keeps the booster free of categorical-mode requirements.
 MERCHANT_CATEGORIES: tuple[str, ...] = (
     "other",
-    # The simulator's categories (producers/scenarios.py), including the two that only appear
+    # The simulator's categories (producers/simulator/world.py), including the two that only appear
     # with drift, so that drift shows up as a new code rather than as a growing "other".
     "grocery",
     "restaurant",
