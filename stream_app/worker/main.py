@@ -16,8 +16,9 @@ from stream_app.metrics import create_worker_metrics
 from stream_app.model import ModelBundle, ModelLoadError
 from stream_app.model_store import ModelStore, load_folder
 from stream_app.processor import BatchScorer
+from stream_app.rules import load_rules
 from stream_app.schemas import Label, ModelUpdate
-from stream_app.scoring import load_rules, thresholds_for
+from stream_app.scoring import thresholds_for
 from stream_app.settings import Settings
 from stream_app.worker.model_swap import ModelSwapper, create_swap_metrics
 from stream_app.worker.parts import WorkerParts
