@@ -79,23 +79,26 @@ def evaluate(
     bands = [rule for rule in active if isinstance(rule, ScoreBandRule)]
     banded = decide(scores, banded_thresholds(thresholds, bands)) if bands else model
     decisions = list(banded)
-    reasons: list[list[Reason]] = [[] for _ in range(rows)]
+    # Sparse, by row: most rows hit no rule, and a list per row cost more than the rules. Reasons
+    # are built unvalidated (model_construct): code and value are a str and a str or float here.
+    reasons: dict[int, list[Reason]] = {}
     caps: dict[int, int] = {}
     raises: dict[int, int] = {}
     for rule in sorted(active, key=_reason_order):
         if isinstance(rule, ScoreBandRule):
             continue
-        severity = SEVERITY[rule.action]
+        severity, code = SEVERITY[rule.action], f"rule:{rule.rule_id}"
         allows = isinstance(rule, AllowListRule)
         for index, value in matches(rule, batch):
-            reasons[index].append(Reason(code=f"rule:{rule.rule_id}", value=value))
+            reasons.setdefault(index, []).append(Reason.model_construct(code=code, value=value))
             if allows:
                 caps[index] = min(caps.get(index, severity), severity)
             else:
                 raises[index] = max(raises.get(index, severity), severity)
     for band in bands:
         for index in _changed_rows(model, banded):
-            reasons[index].append(Reason(code=f"rule:{band.rule_id}", value=float(scores[index])))
+            reason = Reason.model_construct(code=f"rule:{band.rule_id}", value=float(scores[index]))
+            reasons.setdefault(index, []).append(reason)
     for index, cap in caps.items():
         decisions[index] = BY_SEVERITY[min(SEVERITY[decisions[index]], cap)]
     for index, floor in raises.items():
@@ -103,7 +106,7 @@ def evaluate(
     return RuleOutcome(
         banded,
         decisions,
-        [tuple(row) if row else NO_REASONS for row in reasons],
+        [tuple(reasons[index]) if index in reasons else NO_REASONS for index in range(rows)],
         shadow_hits(shadow, batch, scores, thresholds, model),
     )
 
@@ -148,15 +151,15 @@ def shadow_hits(
     rows = len(batch.transactions)
     if not shadow:
         return [NO_HITS] * rows
-    hits: list[list[str]] = [[] for _ in range(rows)]
+    hits: dict[int, list[str]] = {}
     for rule in shadow:
         if isinstance(rule, ScoreBandRule):
             fired = _changed_rows(model, decide(scores, banded_thresholds(thresholds, [rule])))
         else:
             fired = [index for index, _ in matches(rule, batch)]
         for index in fired:
-            hits[index].append(rule.rule_id)
-    return [tuple(row) if row else NO_HITS for row in hits]
+            hits.setdefault(index, []).append(rule.rule_id)
+    return [tuple(hits[index]) if index in hits else NO_HITS for index in range(rows)]
 
 
 def _changed_rows(before: list[Decision], after: list[Decision]) -> list[int]:
