@@ -280,6 +280,7 @@ def reset_topics(kafka: KafkaSettings, names: Sequence[str], timeout: float = 60
     Topic deletion is asynchronous in Kafka: creation is retried until the old topic is gone.
     """
     require_local_broker(kafka)
+    compacted = set(kafka.topics.compacted())
     admin = AdminClient(kafka.confluent_config())
     existing = set(admin.list_topics(timeout=10).topics)
     doomed = [name for name in names if name in existing]
@@ -288,14 +289,17 @@ def reset_topics(kafka: KafkaSettings, names: Sequence[str], timeout: float = 60
     deadline = time.monotonic() + timeout
     missing = list(names)
     while missing:
-        futures = admin.create_topics(
-            [NewTopic(name, kafka.partitions, kafka.replication_factor) for name in missing]
-        )
+        futures = admin.create_topics([_new_topic(kafka, name, compacted) for name in missing])
         missing = [name for name, future in futures.items() if not _created(future)]
         if missing and time.monotonic() > deadline:
             raise StackError(f"could not recreate topics {missing} within {timeout:.0f} s")
         if missing:
             time.sleep(0.5)
+
+
+def _new_topic(kafka: KafkaSettings, name: str, compacted: set[str]) -> NewTopic:
+    config = {"cleanup.policy": "compact"} if name in compacted else {}
+    return NewTopic(name, kafka.partitions, kafka.replication_factor, config=config)
 
 
 def delete_topics_with_prefix(kafka: KafkaSettings, prefix: str) -> list[str]:

@@ -13,6 +13,7 @@ from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from stream_app.rules.model import RuleRejectionReason
 from stream_app.schemas import Decision
 from stream_app.validation import DeadLetterReason
 
@@ -39,6 +40,10 @@ class WorkerMetrics:
     consumer_lag: Gauge
     unreadable_states: Counter
     partition_stalls: Counter
+    rules_applied: Counter
+    rules_rejected: Counter
+    rules_loaded: Gauge
+    shadow_rule_hits: Counter
 
 
 def create_worker_metrics(registry: CollectorRegistry | None = None) -> WorkerMetrics:
@@ -50,6 +55,10 @@ def create_worker_metrics(registry: CollectorRegistry | None = None) -> WorkerMe
         metrics.decisions.labels(decision)
     for reason in get_args(DeadLetterReason):
         metrics.dead_letters.labels(reason)
+    for reason in get_args(RuleRejectionReason):
+        metrics.rules_rejected.labels(reason)
+    for mode in ("active", "shadow"):
+        metrics.rules_loaded.labels(mode)
     return metrics
 
 
@@ -134,6 +143,31 @@ def _build(registry: CollectorRegistry) -> WorkerMetrics:
         partition_stalls=Counter(
             "fraudstream_partition_stalls",
             "Assigned transactions partitions seen stalled: records to read, no progress.",
+            registry=registry,
+        ),
+        # rule_id values are operators' rule ids: a small set growing with the rules written,
+        # never with traffic.
+        rules_applied=Counter(
+            "fraudstream_rules_applied",
+            "Rule records (puts and deletes) from fraud-rules applied to the rule set.",
+            registry=registry,
+        ),
+        rules_rejected=Counter(
+            "fraudstream_rules_rejected",
+            "Rule records that failed validation (dead-lettered; the rule set kept), by reason.",
+            ["reason"],
+            registry=registry,
+        ),
+        rules_loaded=Gauge(
+            "fraudstream_rules",
+            "Rules in the rule set in service, by mode (active or shadow).",
+            ["mode"],
+            registry=registry,
+        ),
+        shadow_rule_hits=Counter(
+            "fraudstream_shadow_rule_hits",
+            "Transactions a shadow rule would have acted on, by rule id (never acted on).",
+            ["rule_id"],
             registry=registry,
         ),
     )

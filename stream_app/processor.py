@@ -19,13 +19,12 @@ import numpy.typing as npt
 from stream_app import features
 from stream_app.metrics import WorkerMetrics, observe_many
 from stream_app.model import ModelBundle
+from stream_app.rules import RuleSet, evaluate
 from stream_app.schemas import DeadLetter, Label, Reason, Transaction, Verdict
-from stream_app.scoring import Rules, Thresholds, apply_rules, decide, top_reasons
+from stream_app.scoring import Thresholds, top_reasons
 from stream_app.state import ChangelogRecord, EntityState, remember_transaction
 from stream_app.validation import RawRecord, Rejection, dead_letter, parse_transaction
 from stream_app.verdicts import VerdictRow
-
-AMOUNT_USD = features.FEATURE_NAMES.index("amount_usd")
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class BatchScorer:
         thresholds: Thresholds,
         metrics: WorkerMetrics,
         state: EntityState | None = None,
-        rules: Rules | None = None,
+        rules: RuleSet | None = None,
         shadow: ModelBundle | None = None,
     ) -> None:
         self.model = model
@@ -60,7 +59,7 @@ class BatchScorer:
         self.metrics = metrics
         self.state = state if state is not None else EntityState()
         self.state.on_unreadable = metrics.unreadable_states.inc
-        self.rules = rules if rules is not None else Rules()
+        self.rules = rules if rules is not None else RuleSet()  # replaced between batches
         self.shadow = shadow
         metrics.model_info.labels(model.metadata.name, model.metadata.version).set(1)
 
@@ -167,7 +166,8 @@ class BatchScorer:
         produced_ms: list[float],
     ) -> list[VerdictRow]:
         scores = self.model.predict(matrix)
-        decisions = decide(scores, self.thresholds)
+        ruled = evaluate(self.rules, transactions, matrix, scores, self.thresholds)
+        decisions = ruled.model_decisions
         flagged = [index for index, decision in enumerate(decisions) if decision != "approve"]
         reasons: dict[int, tuple[Reason, ...]] = dict(
             zip(flagged, top_reasons(self.model, matrix[flagged]), strict=True)
@@ -178,31 +178,30 @@ class BatchScorer:
         name, version = self.model.metadata.name, self.model.metadata.version
         # Whole-matrix conversions: Python floats of the exact float32 values, as
         # features.feature_vector_to_dict gives them, without a numpy call per row.
-        rows, amounts = matrix.tolist(), matrix[:, AMOUNT_USD].tolist()
+        rows, rules_version = matrix.tolist(), self.rules.version
         shadow_version = self.shadow.metadata.version if self.shadow else None
         verdicts = []
         for index, (transaction, score, values, sent_ms) in enumerate(
             zip(transactions, scores.tolist(), rows, produced_ms, strict=True)
         ):
-            decision, why = apply_rules(
-                transaction, amounts[index], decisions[index], reasons.get(index, ()), self.rules
-            )
             # A plain row, not a pydantic Verdict: stream_app.verdicts writes the model's bytes.
             verdicts.append(
                 VerdictRow(
                     transaction.transaction_id,
                     transaction.customer_id,
                     min(max(score, 0.0), 1.0),
-                    decision,
+                    ruled.decisions[index],
                     name,
                     version,
-                    why,
+                    ruled.reasons[index] + reasons.get(index, ()),
                     transaction.timestamp,
                     scored_at,
                     max(scored_ms - sent_ms, 0.0),
                     values,
                     None if shadow_scores is None else min(max(shadow_scores[index], 0.0), 1.0),
                     shadow_version,
+                    rules_version,
+                    ruled.shadow_hits[index],
                 )
             )
         return verdicts

@@ -134,6 +134,13 @@ class Verdict(WireModel):
     features: dict[str, float] | None = None
     shadow_score: float | None = Field(default=None, ge=0, le=1)
     shadow_model_version: str | None = None
+    rules_version: str | None = Field(
+        default=None,
+        description="Version (short hash) of the rule set the verdict was decided with.",
+    )
+    shadow_rule_hits: tuple[str, ...] = Field(
+        default=(), description="Ids of the shadow rules that would have fired; never acted on."
+    )
 
 
 class Label(WireModel):

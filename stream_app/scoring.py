@@ -2,22 +2,25 @@
 
 Bands: ``score >= block`` blocks, ``score >= review`` goes to review, anything lower is approved.
 The thresholds come from the model's metadata (chosen at training time from the cost of missed
-fraud against the cost of a false alarm) unless the worker's settings override them.
+fraud against the cost of a false alarm) unless the worker's settings override them. Business
+rules (deny-lists, limits, score bands) are data, applied on top: see :mod:`stream_app.rules`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import xgboost as xgb
 
 from stream_app.model import ModelBundle
-from stream_app.schemas import Decision, Reason, Transaction
+from stream_app.schemas import Decision, Reason
+
+if TYPE_CHECKING:  # stream_app.rules builds on this module
+    from stream_app.rules import RuleSet
 
 TOP_REASONS = 3
 
@@ -91,49 +94,9 @@ def top_reasons(
     return reasons
 
 
-# --- rules: hard business rules combined with the model; each hit is named as a reason -------
+def load_rules(deny_list_path: Path | None, review_above_usd: float | None) -> RuleSet:
+    """The settings' deny-list and amount limit as a rule set: kept here for older callers
+    (the plain-Kafka baseline benchmark); the rules themselves live in :mod:`stream_app.rules`."""
+    from stream_app.rules import load_rules as rules_from_settings  # see TYPE_CHECKING above
 
-DENY_FIELDS = ("customer_id", "device_id", "merchant_id")
-SEVERITY: dict[Decision, int] = {"approve": 0, "review": 1, "block": 2}
-
-
-@dataclass(frozen=True)
-class Rules:
-    """A deny-list per identifier field (hit: block) and an amount limit in USD (hit: review)."""
-
-    deny: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    review_above_usd: float | None = None
-
-
-def load_rules(deny_list_path: Path | None, review_above_usd: float | None) -> Rules:
-    """Rules from settings; the deny-list file is JSON: ``{"customer_id": [...], ...}`` with
-    keys among :data:`DENY_FIELDS`."""
-    deny: dict[str, frozenset[str]] = {}
-    if deny_list_path is not None:
-        raw = json.loads(deny_list_path.read_text())
-        unknown = set(raw) - set(DENY_FIELDS)
-        if unknown:
-            raise ValueError(f"deny-list fields must be among {DENY_FIELDS}, got {sorted(unknown)}")
-        deny = {name: frozenset(str(value) for value in values) for name, values in raw.items()}
-    return Rules(deny=deny, review_above_usd=review_above_usd)
-
-
-def apply_rules(
-    transaction: Transaction,
-    amount_usd: float,
-    decision: Decision,
-    reasons: tuple[Reason, ...],
-    rules: Rules,
-) -> tuple[Decision, tuple[Reason, ...]]:
-    """Escalate (never relax) the model's decision for each rule that fires."""
-    hits: list[tuple[Decision, Reason]] = []
-    for name, denied in rules.deny.items():
-        value = getattr(transaction, name)
-        if value is not None and value in denied:
-            hits.append(("block", Reason(code=f"rule:deny_list:{name}", value=value)))
-    if rules.review_above_usd is not None and amount_usd > rules.review_above_usd:
-        hits.append(("review", Reason(code="rule:amount_limit", value=round(amount_usd, 2))))
-    for rule_decision, _ in hits:
-        if SEVERITY[rule_decision] > SEVERITY[decision]:
-            decision = rule_decision
-    return decision, tuple(reason for _, reason in hits) + reasons
+    return rules_from_settings(deny_list_path, review_above_usd)

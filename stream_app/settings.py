@@ -9,7 +9,7 @@ below an entry point reads ``os.environ``. Every field maps to an environment va
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,9 +40,18 @@ class TopicNames(Section):
     """Retrain events raised by the drift monitor."""
     model_updates: str = "model-updates"
     """Newly promoted models, for workers to swap to."""
+    rules: str = "fraud-rules"
+    """Fraud rules as data (compacted, keyed by rule_id; a null value deletes a rule): every
+    worker reads all of it and applies changes between batches (docs/rules.md)."""
+
+    # Topics created with cleanup.policy=compact: only each key's latest value matters.
+    COMPACTED: ClassVar[tuple[str, ...]] = ("rules",)
 
     def all(self) -> list[str]:
         return list(self.model_dump().values())
+
+    def compacted(self) -> list[str]:
+        return [getattr(self, field) for field in self.COMPACTED]
 
 
 class KafkaSettings(Section):

@@ -40,6 +40,8 @@ class VerdictFields(TypedDict):
     features: NotRequired[dict[str, float]]
     shadow_score: NotRequired[float]
     shadow_model_version: NotRequired[str]
+    rules_version: NotRequired[str]
+    shadow_rule_hits: NotRequired[tuple[str, ...]]  # always set, but after the optional ones
 
 
 _ENCODER: TypeAdapter[VerdictFields] = TypeAdapter(VerdictFields)
@@ -64,6 +66,8 @@ class VerdictRow:
     feature_values: list[float] | None  # in FEATURE_NAMES order
     shadow_score: float | None = None
     shadow_model_version: str | None = None
+    rules_version: str | None = None
+    shadow_rule_hits: tuple[str, ...] = ()
 
     @property
     def features(self) -> dict[str, float] | None:
@@ -87,6 +91,8 @@ class VerdictRow:
             features=self.features,
             shadow_score=self.shadow_score,
             shadow_model_version=self.shadow_model_version,
+            rules_version=self.rules_version,
+            shadow_rule_hits=self.shadow_rule_hits,
         )
 
     def to_bytes(self) -> bytes:
@@ -110,4 +116,7 @@ class VerdictRow:
             fields["shadow_score"] = self.shadow_score
         if self.shadow_model_version is not None:
             fields["shadow_model_version"] = self.shadow_model_version
+        if self.rules_version is not None:
+            fields["rules_version"] = self.rules_version
+        fields["shadow_rule_hits"] = self.shadow_rule_hits  # last: the serializer keeps dict order
         return _ENCODER.dump_json(fields, exclude_none=True)  # as WireModel.to_bytes

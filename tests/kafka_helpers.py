@@ -85,8 +85,17 @@ def unique_topics(prefix: str) -> TopicNames:
 
 def create_topics(bootstrap: str, topics: TopicNames, partitions: int = 3) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
+    compacted = set(topics.compacted())
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in topics.all()]
+        [
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=1,
+                config={"cleanup.policy": "compact"} if name in compacted else {},
+            )
+            for name in topics.all()
+        ]
     )
     for future in futures.values():
         future.result(timeout=30)

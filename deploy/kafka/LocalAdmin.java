@@ -22,7 +22,8 @@ import org.apache.kafka.common.errors.TopicExistsException;
  *
  * <pre>
  * await BOOTSTRAP SECONDS [PID]          exit 0 once the broker answers; 1 on timeout; 2 if PID died
- * create-topics BOOTSTRAP PARTITIONS REPLICATION TOPIC...   create missing topics, keep existing ones
+ * create-topics BOOTSTRAP PARTITIONS REPLICATION TOPIC[:POLICY]...   create missing topics (TOPIC:compact
+ *                                       for a compacted one), keep existing ones
  * </pre>
  */
 public final class LocalAdmin {
@@ -83,11 +84,21 @@ public final class LocalAdmin {
     private static void createTopics(String bootstrap, int partitions, short replication, List<String> topics)
             throws InterruptedException {
         List<NewTopic> wanted = new ArrayList<>();
-        topics.forEach(name -> wanted.add(new NewTopic(name, partitions, replication)));
+        List<String> names = new ArrayList<>();
+        for (String spec : topics) {
+            // NAME or NAME:POLICY (a topic name has no colon): NAME:compact for a compacted topic.
+            String[] parts = spec.split(":", 2);
+            NewTopic topic = new NewTopic(parts[0], partitions, replication);
+            if (parts.length > 1) {
+                topic.configs(Map.of("cleanup.policy", parts[1]));
+            }
+            wanted.add(topic);
+            names.add(parts[0]);
+        }
         List<String> existing = new ArrayList<>();
         try (Admin admin = Admin.create(clientConfig(bootstrap))) {
             Map<String, KafkaFuture<Void>> results = admin.createTopics(wanted).values();
-            for (String topic : topics) {
+            for (String topic : names) {
                 if (!created(topic, results.get(topic), partitions)) {
                     existing.add(topic);
                 }

@@ -92,6 +92,8 @@ topic_names() {
     echo "${FRAUDSTREAM_KAFKA__TOPICS__DEAD_LETTERS:-transactions-dlq}"
     echo "${FRAUDSTREAM_KAFKA__TOPICS__RETRAIN_REQUESTS:-retrain-requests}"
     echo "${FRAUDSTREAM_KAFKA__TOPICS__MODEL_UPDATES:-model-updates}"
+    # compacted: only each rule's latest value (or its deletion) matters
+    echo "${FRAUDSTREAM_KAFKA__TOPICS__RULES:-fraud-rules}:compact"
 }
 
 show_log_tail() {

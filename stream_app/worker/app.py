@@ -138,7 +138,11 @@ def _score_and_publish(
 ) -> BatchDelivery:
     _swap_if_ready(parts, settings)
     parts.scorer.apply_labels(parts.labels.drain())
+    if parts.rules is not None:
+        parts.rules.apply(parts.scorer)
     result = parts.scorer.score_batch(_raw_records(events))
+    if parts.rules is not None:
+        parts.rules.count_shadow_hits(result.verdicts)
     return parts.publisher.enqueue(result)
 
 
@@ -245,6 +249,8 @@ def _add_readers(app: faust.App, settings: Settings, parts: WorkerParts) -> None
     async def start_readers() -> None:
         parts.labels.start()
         parts.model_updates.start()
+        if parts.rules is not None:
+            parts.rules.start()
 
     @app.timer(interval=READERS_DRAIN_SECONDS)  # type: ignore[untyped-decorator]  # as above
     async def drain_readers() -> None:
@@ -252,6 +258,8 @@ def _add_readers(app: faust.App, settings: Settings, parts: WorkerParts) -> None
         # Safe between batches by construction: a batch is scored synchronously, so this
         # can only run before a batch's scoring starts or after it has ended.
         parts.scorer.apply_labels(parts.labels.drain())
+        if parts.rules is not None:
+            parts.rules.apply(parts.scorer)
         for update in parts.model_updates.drain():
             parts.swapper.request(update)
         _swap_if_ready(parts, settings)
@@ -385,7 +393,8 @@ def _add_views(
         assigned = len(assignment)
         owned = sorted(tp.partition for tp in assignment if tp.topic == transactions_topic)
         labels_caught_up = parts.labels.caught_up.is_set()
-        ready = assigned > 0 and labels_caught_up and not watchdog.stalled
+        rules_caught_up = parts.rules is None or parts.rules.caught_up.is_set()
+        ready = assigned > 0 and labels_caught_up and rules_caught_up and not watchdog.stalled
         status = 200 if ready else 503
         answer = Health(
             live=True,
@@ -393,6 +402,7 @@ def _add_views(
             assigned_partitions=assigned,
             transactions_partitions=owned,
             labels_caught_up=labels_caught_up,
+            rules_caught_up=rules_caught_up,
             model_name=scorer.model.metadata.name,
             model_version=scorer.model.metadata.version,
         )

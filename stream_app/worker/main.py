@@ -16,12 +16,15 @@ from stream_app.metrics import create_worker_metrics
 from stream_app.model import ModelBundle, ModelLoadError
 from stream_app.model_store import ModelStore, load_folder
 from stream_app.processor import BatchScorer
+from stream_app.rules import load_rules
+from stream_app.rules.book import RuleBook
 from stream_app.schemas import Label, ModelUpdate
-from stream_app.scoring import load_rules, thresholds_for
+from stream_app.scoring import thresholds_for
 from stream_app.settings import Settings
 from stream_app.worker.model_swap import ModelSwapper, create_swap_metrics
 from stream_app.worker.parts import WorkerParts
 from stream_app.worker.publisher import VerdictPublisher
+from stream_app.worker.rules_reader import LiveRules, RulesReader, dead_letter_producer
 from stream_app.worker.topic_reader import TopicReader
 
 log = logging.getLogger(__name__)
@@ -66,14 +69,21 @@ def main(argv: list[str] | None = None) -> None:
         bundle, settings.worker.review_threshold, settings.worker.block_threshold
     )
     metrics = create_worker_metrics()
+    # One mechanism: the settings' deny-list and amount limit are the book's first rules.
+    book = RuleBook(
+        load_rules(settings.worker.deny_list_path, settings.worker.review_above_usd).rules
+    )
     scorer = BatchScorer(
-        bundle,
-        thresholds,
-        metrics,
-        rules=load_rules(settings.worker.deny_list_path, settings.worker.review_above_usd),
-        shadow=_load_shadow(settings),
+        bundle, thresholds, metrics, rules=book.ruleset, shadow=_load_shadow(settings)
     )
     publisher = VerdictPublisher(settings.kafka, client_id=settings.worker.app_id)
+    topics = settings.kafka.topics
+    rules = LiveRules(
+        RulesReader(settings.kafka, topics.rules),
+        book,
+        metrics,
+        dead_letter_producer(publisher, topics.dead_letters),
+    )
     labels = TopicReader(
         settings.kafka,
         settings.kafka.topics.labels,
@@ -98,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         thresholds.review,
         thresholds.block,
     )
-    _run(settings, WorkerParts(scorer, publisher, labels, model_updates, swapper))
+    _run(settings, WorkerParts(scorer, publisher, labels, model_updates, swapper, rules))
 
 
 def _load_shadow(settings: Settings) -> ModelBundle | None:

@@ -32,7 +32,7 @@ class Rejection(BaseModel):
 
 class Health(BaseModel):
     """``/health``: live while the process serves; ready once it owns partitions and has read
-    the labels up to where they were at start."""
+    the labels and the rules up to where they were at start."""
 
     live: bool
     ready: bool
@@ -41,6 +41,9 @@ class Health(BaseModel):
         description="the partitions of transactions this worker scores (its customers)"
     )
     labels_caught_up: bool
+    rules_caught_up: bool = Field(
+        default=True, description="fraud-rules read up to where it was at start"
+    )
     model_name: str
     model_version: str
 

@@ -8,6 +8,7 @@ from stream_app.processor import BatchScorer
 from stream_app.schemas import Label, ModelUpdate
 from stream_app.worker.model_swap import ModelSwapper
 from stream_app.worker.publisher import VerdictPublisher
+from stream_app.worker.rules_reader import LiveRules
 from stream_app.worker.topic_reader import TopicReader
 
 
@@ -18,3 +19,4 @@ class WorkerParts:
     labels: TopicReader[Label]
     model_updates: TopicReader[ModelUpdate]
     swapper: ModelSwapper
+    rules: LiveRules | None = None  # fraud-rules, applied between batches

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from stream_app.settings import TopicNames
 from tests.processes import free_port
@@ -109,6 +109,16 @@ def test_start_creates_every_settings_topic_with_three_partitions(broker: LocalB
     }
 
     assert partitions == dict.fromkeys(expected, 3)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    policies = {
+        name: future.result()["cleanup.policy"].value
+        for resource, future in admin.describe_configs(
+            [ConfigResource("topic", name) for name in expected]
+        ).items()
+        for name in [resource.name]
+    }
+    compacted = set(TopicNames().compacted())
+    assert policies == {name: "compact" if name in compacted else "delete" for name in expected}
 
 
 def test_console_producer_message_is_read_back_by_console_consumer(broker: LocalBroker) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped, unused-ignore]  # stubs (types-PyYAML) are not pinned
 
-from stream_app.settings import WorkerSettings
+from stream_app.settings import TopicNames, WorkerSettings
 from stream_app.settings_doc import settings_table
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -318,3 +318,11 @@ def test_load_balancer_forwards_predict_and_health_to_the_worker_port() -> None:
     worker_port = re.search(r"worker_port\s*=\s*(\d+)", terraform_text())
     assert worker_port
     assert int(worker_port.group(1)) == WorkerSettings().web_port
+
+
+def test_compose_creates_every_settings_topic_and_compacts_the_rules() -> None:
+    (script,) = compose()["services"]["topics"]["command"]
+    listed = script.split("for topic in ", 1)[1].split(";", 1)[0].split()
+    rules = TopicNames().rules
+    assert sorted([*listed, rules]) == sorted(TopicNames().all())
+    assert f"--topic {rules}" in script and "cleanup.policy=compact" in script

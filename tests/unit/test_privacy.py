@@ -23,8 +23,10 @@ from prometheus_client.metrics_core import Metric
 from stream_app.metrics import BATCH_BUCKETS, LATENCY_BUCKETS, SCORE_BUCKETS, create_worker_metrics
 from stream_app.model import ModelBundle
 from stream_app.processor import BatchScorer
+from stream_app.rules import RuleSet, settings_rules
+from stream_app.rules.model import RuleRejectionReason
 from stream_app.schemas import Decision, Label, ModelUpdate, Transaction
-from stream_app.scoring import Rules, Thresholds
+from stream_app.scoring import Thresholds
 from stream_app.validation import DeadLetterReason, RawRecord
 from stream_app.worker.model_checks import FAILURE_REASONS
 from stream_app.worker.model_swap import (
@@ -37,6 +39,7 @@ from tests.factories import amount_model
 
 # Reasons a label is not folded into merchant risk (stream_app.processor, stream_app.worker).
 LABEL_REJECTIONS = frozenset({"no_merchant_id", "schema_violation"})
+RULE_REJECTIONS = frozenset(get_args(RuleRejectionReason))
 HISTOGRAM_BOUNDS = frozenset(
     float(bound) for bound in (*LATENCY_BUCKETS, *BATCH_BUCKETS, *SCORE_BUCKETS, *LOAD_BUCKETS)
 ) | {float("inf")}
@@ -47,7 +50,8 @@ def allowed_label_value(label: str, value: str, model_labels: set[str]) -> bool:
     decisions, dead_letters = set(get_args(Decision)), set(get_args(DeadLetterReason))
     vocabulary = {
         "decision": decisions,
-        "reason": dead_letters | LABEL_REJECTIONS | set(FAILURE_REASONS),
+        "reason": dead_letters | LABEL_REJECTIONS | set(FAILURE_REASONS) | RULE_REJECTIONS,
+        "mode": {"active", "shadow"},
         "result": decisions | dead_letters | set(SWAP_RESULTS),
         "model_name": model_labels,
         "model_version": model_labels,
@@ -126,8 +130,8 @@ def test_scoring_a_batch_keeps_customer_data_out_of_labels_and_logs(
     metrics = create_worker_metrics(registry)
     model = amount_model()
     # Rules that fire on these very customers, so rule reasons are exercised too.
-    rules = Rules(
-        deny={"device_id": frozenset({transactions[0].device_id})}, review_above_usd=100.0
+    rules = RuleSet(
+        settings_rules(deny={"device_id": [transactions[0].device_id]}, review_above_usd=100.0)
     )
     scorer = BatchScorer(model, Thresholds(review=0.5, block=0.9), metrics, rules=rules)
     swapper = ModelSwapper(model, _NoRegistry(), create_swap_metrics(registry))

@@ -8,16 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stream_app.schemas import Reason, Transaction
-from stream_app.scoring import (
-    Rules,
-    Thresholds,
-    apply_rules,
-    decide,
-    load_rules,
-    thresholds_for,
-    top_reasons,
-)
+from stream_app.features import FEATURE_NAMES
+from stream_app.rules import RuleSet, evaluate, load_rules, settings_rules
+from stream_app.schemas import Decision, Reason, Transaction
+from stream_app.scoring import Thresholds, decide, thresholds_for, top_reasons
 from tests.factories import tiny_bundle
 
 
@@ -74,6 +68,26 @@ def rule_txn(**changes: object) -> Transaction:
     return Transaction.model_validate(fields)
 
 
+# The model's decision is simulated by its score against these bands.
+BANDS = Thresholds(review=0.5, block=0.9)
+SCORE_OF: dict[Decision, float] = {"approve": 0.1, "review": 0.6, "block": 0.95}
+
+
+def apply_rules(
+    transaction: Transaction,
+    amount_usd: float,
+    decision: Decision,
+    reasons: tuple[Reason, ...],
+    rules: RuleSet,
+) -> tuple[Decision, tuple[Reason, ...]]:
+    """One transaction through stream_app.rules.evaluate, as the worker applies it."""
+    row = np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32)
+    row[0, FEATURE_NAMES.index("amount_usd")] = amount_usd
+    scores = np.array([SCORE_OF[decision]], dtype=np.float32)
+    outcome = evaluate(rules, [transaction], row, scores, BANDS)
+    return outcome.decisions[0], outcome.reasons[0] + reasons
+
+
 def test_deny_list_blocks_and_names_the_rule(tmp_path: Path) -> None:
     deny = tmp_path / "deny.json"
     deny.write_text(json.dumps({"device_id": ["d-stolen"]}))
@@ -85,7 +99,7 @@ def test_deny_list_blocks_and_names_the_rule(tmp_path: Path) -> None:
 
 
 def test_amount_limit_reviews_but_never_relaxes_a_block() -> None:
-    rules = Rules(review_above_usd=5000.0)
+    rules = RuleSet(settings_rules(review_above_usd=5000.0))
     decision, reasons = apply_rules(rule_txn(), 7500.0, "approve", (), rules)
     assert (decision, reasons[0].code) == ("review", "rule:amount_limit")
     model_reason = Reason(code="amount", value=7500.0, contribution=1.0)

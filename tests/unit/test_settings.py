@@ -26,7 +26,9 @@ def test_defaults_bind_to_loopback_and_name_the_topics(monkeypatch: pytest.Monke
         "transactions-dlq",
         "retrain-requests",
         "model-updates",
+        "fraud-rules",
     ]
+    assert settings.kafka.topics.compacted() == ["fraud-rules"]
 
 
 def test_nested_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:

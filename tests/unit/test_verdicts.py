@@ -81,6 +81,8 @@ def varied_row(rng: random.Random, finite: bool = False) -> VerdictRow:
         ],
         shadow_score=unit_float(rng) if shadow else None,
         shadow_model_version=awkward_text(rng) if shadow else None,
+        rules_version=awkward_text(rng) if rng.random() < 0.8 else None,
+        shadow_rule_hits=tuple(awkward_text(rng) for _ in range(rng.choice([0, 0, 1, 3]))),
     )
 
 
