@@ -5,7 +5,10 @@ single numbers are noisy; rows per CPU second are reported too):
 
 - ``pydantic``: every verdict built as a :class:`stream_app.schemas.Verdict` and encoded by
   pydantic (``Verdict.to_bytes``), as the core did before its verdicts were encoded directly;
-- ``core``: the core as it runs (verdict rows encoded by pydantic from a plain dict, no model).
+- ``core``: the core as it runs (verdict rows encoded by pydantic from a plain dict, no model);
+- ``booster``: the model alone (``ModelBundle.predict``) on the feature matrices the core
+  computed, batch by batch: the limit the core is measured against. ``core / booster`` is
+  printed, a ratio from one process, steadier on a shared machine than either number.
 
 ``--profile`` prints a cProfile of the ``core`` leg (top functions by own time), so what
 remains is shown next to the numbers.
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import benchkit
+import numpy as np
 
 from stream_app.metrics import create_worker_metrics
 from stream_app.model_store import load_folder
@@ -72,6 +76,29 @@ def run_leg(model: Path, batches: list[RawRecord], encode: Callable[[Sequence[An
     )
 
 
+Matrix = np.ndarray[Any, np.dtype[np.float32]]
+
+
+def feature_matrices(model: Path, batches: list[RawRecord]) -> list[Matrix]:
+    """The feature rows the core scores, one matrix per batch, for the booster leg."""
+    bundle = load_folder(model)
+    scorer = BatchScorer(bundle, thresholds_for(bundle, None, None), create_worker_metrics())
+    matrices = []
+    for start in range(0, len(batches), BATCH):
+        verdicts = scorer.score_batch(batches[start : start + BATCH]).verdicts
+        matrices.append(np.asarray([v.feature_values for v in verdicts], dtype=np.float32))
+    return matrices
+
+
+def run_booster(model: Path, matrices: list[Matrix]) -> tuple[float, float]:
+    bundle = load_folder(model)
+    rows = sum(len(matrix) for matrix in matrices)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for matrix in matrices:
+        bundle.predict(matrix)
+    return rows / (time.perf_counter() - started), rows / (time.process_time() - cpu_started)
+
+
 def profile(model: Path, batches: list[RawRecord], top: int) -> str:
     profiler = cProfile.Profile()
     profiler.enable()
@@ -84,13 +111,18 @@ def profile(model: Path, batches: list[RawRecord], top: int) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     messages = benchkit.payloads(args.rows)
-    rates: dict[str, list[float]] = {name: [] for name in LEGS}
-    cpu_rates: dict[str, list[float]] = {name: [] for name in LEGS}
+    names = [*LEGS, "booster"]
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in names}
+    matrices = feature_matrices(args.model, records(messages))
     for _ in range(args.repeat):
         for name, encode in LEGS.items():
             wall, cpu = run_leg(args.model, records(messages), encode)
             rates[name].append(wall)
             cpu_rates[name].append(cpu)
+        wall, cpu = run_booster(args.model, matrices)
+        rates["booster"].append(wall)
+        cpu_rates["booster"].append(cpu)
     best = {name: max(values) for name, values in rates.items()}
     result: dict[str, Any] = {
         "rows": len(messages),
@@ -102,8 +134,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "rows_per_cpu_s": max(cpu_rates[name]),
                 "runs_rows_per_s": rates[name],
             }
-            for name in LEGS
+            for name in names
         },
+        "core_share_of_booster": best["core"] / best["booster"],
+        "core_share_of_booster_cpu": max(cpu_rates["core"]) / max(cpu_rates["booster"]),
         "goals": {"core_rows_per_s": best["core"]},
         "goal_met": {"core_rows_per_s": best["core"] >= GOAL_ROWS_PER_S},
         "machine": benchkit.machine(),
@@ -128,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(
             f"{name:>9}: {leg['rows_per_s']:>10,.0f} rows/s  {leg['rows_per_cpu_s']:>10,.0f}/cpu-s"
         )
+    print(
+        f"core / booster: {result['core_share_of_booster']:.3f} "
+        f"(per cpu-s {result['core_share_of_booster_cpu']:.3f})"
+    )
     met = "met" if result["goal_met"]["core_rows_per_s"] else "NOT met"
     print(f"goal core_rows_per_s >= {GOAL_ROWS_PER_S:,}: {met}")
     if args.profile:
