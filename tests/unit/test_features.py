@@ -521,3 +521,24 @@ def test_offline_rejects_unusable_frames(
 
     with pytest.raises(ValueError, match=message):
         offline_features(change(frame))
+
+
+def test_batch_with_rows_left_unobserved_scores_them_without_folding_them_in() -> None:
+    """``observe`` False (a replay of a transaction folded in before a restart): the row is
+    scored on the state as it is and leaves it unchanged, exactly like the per-row path."""
+    rows = [txn(MONDAY + pd.Timedelta(minutes=m), amount=float(m + 1)) for m in range(4)]
+    transactions = [to_transaction(row) for row in rows]
+    observe = [True, False, True, False]
+    batch_customer, batch_merchant = CustomerState(), MerchantState()
+
+    batch = online_features_batch(transactions, [batch_customer] * 4, [batch_merchant] * 4, observe)
+
+    customer, merchant = CustomerState(), MerchantState()
+    expected = []
+    for transaction, folds in zip(transactions, observe, strict=True):
+        expected.append(online_features(transaction, customer, merchant))
+        if folds:
+            observe_transaction(customer, merchant, transaction)
+    assert batch.tobytes() == np.vstack(expected).tobytes()
+    assert batch_customer == customer and batch_merchant == merchant
+    assert batch[2, FEATURE_NAMES.index("cust_txn_count_1h")] == 1.0  # row 1 was not folded
