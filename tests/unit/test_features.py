@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from array import array
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -32,6 +33,7 @@ from stream_app.features import (
     online_features,
     online_features_batch,
 )
+from stream_app.features import customer as customer_module
 from stream_app.features.core import US_PER_DAY, to_micros
 from stream_app.schemas import Label, Transaction
 from tests.unit.test_features_parity import (
@@ -542,3 +544,24 @@ def test_batch_with_rows_left_unobserved_scores_them_without_folding_them_in() -
     assert batch.tobytes() == np.vstack(expected).tobytes()
     assert batch_customer == customer and batch_merchant == merchant
     assert batch[2, FEATURE_NAMES.index("cust_txn_count_1h")] == 1.0  # row 1 was not folded
+
+
+def test_the_scanned_calendar_windows_equal_the_bisected_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Few day buckets are summed by a scan; many by bisection. Both on the same buckets:
+    days before, inside and after both windows, counts, cents and wrapping squares."""
+    rng = np.random.default_rng(5)
+    today = 20_000
+    for _ in range(3_000):
+        chosen = np.sort(rng.choice(np.arange(today - 40, today + 3), rng.integers(0, 7), False))
+        buckets: list[int] = []
+        for day in chosen.tolist():
+            count, cents = int(rng.integers(1, 6)), int(rng.integers(0, 10**6))
+            squares = int(rng.integers(-(2**63), 2**63 - 1, dtype=np.int64))
+            buckets += [day << customer_module._DAY_SHIFT | count, cents, squares]
+        days = array("q", buckets)
+        scanned = customer_module._day_windows(days, today)
+        monkeypatch.setattr(customer_module, "_SCANNED_DAYS", 0)
+        assert customer_module._day_windows(days, today) == scanned
+        monkeypatch.undo()
