@@ -19,7 +19,7 @@ import numpy.typing as npt
 from stream_app import features
 from stream_app.metrics import WorkerMetrics, observe_many
 from stream_app.model import ModelBundle
-from stream_app.schemas import DeadLetter, Decision, Label, Reason, Transaction, Verdict
+from stream_app.schemas import DeadLetter, Label, Reason, Transaction, Verdict
 from stream_app.scoring import Rules, Thresholds, apply_rules, decide, top_reasons
 from stream_app.state import ChangelogRecord, EntityState, remember_transaction
 from stream_app.validation import RawRecord, Rejection, dead_letter, parse_transaction
@@ -174,72 +174,43 @@ class BatchScorer:
         scores = self.model.predict(matrix)
         decisions = decide(scores, self.thresholds)
         flagged = [index for index, decision in enumerate(decisions) if decision != "approve"]
-        model_reasons: list[tuple[Reason, ...]] = [()] * len(decisions)
-        for index, why in zip(flagged, top_reasons(self.model, matrix[flagged]), strict=True):
-            model_reasons[index] = why
-        decided = self._apply_rules(transactions, matrix, decisions, model_reasons)
+        reasons: dict[int, tuple[Reason, ...]] = dict(
+            zip(flagged, top_reasons(self.model, matrix[flagged]), strict=True)
+        )
+        shadow_scores = self.shadow.predict(matrix).tolist() if self.shadow else None
         scored_at = datetime.now(UTC)
         scored_ms = scored_at.timestamp() * 1000
         name, version = self.model.metadata.name, self.model.metadata.version
-        # Whole-batch conversions, one numpy call each, not one per row: Python floats of the
-        # exact float32 values (as features.feature_vector_to_dict gives them), scores clipped
-        # to [0, 1] (0 and 1 are exact in float32, so clipping before or after the conversion
-        # gives the same float), latencies never negative.
-        rows = matrix.tolist()
-        clipped = np.clip(scores, 0.0, 1.0).tolist()
-        latencies = np.maximum(scored_ms - np.asarray(produced_ms, dtype=np.float64), 0.0)
-        shadow_scores: list[float | None] = [None] * len(transactions)
-        shadow_version = None
-        if self.shadow:
-            shadow_scores = np.clip(self.shadow.predict(matrix), 0.0, 1.0).tolist()
-            shadow_version = self.shadow.metadata.version
-        # A plain row, not a pydantic Verdict: stream_app.verdicts writes the model's bytes.
-        return [
-            VerdictRow(
-                transaction.transaction_id,
-                transaction.customer_id,
-                score,
-                decision,
-                name,
-                version,
-                why,
-                transaction.timestamp,
-                scored_at,
-                latency,
-                values,
-                shadow_score,
-                shadow_version,
+        # Whole-matrix conversions: Python floats of the exact float32 values, as
+        # features.feature_vector_to_dict gives them, without a numpy call per row.
+        rows, amounts = matrix.tolist(), matrix[:, AMOUNT_USD].tolist()
+        shadow_version = self.shadow.metadata.version if self.shadow else None
+        verdicts = []
+        for index, (transaction, score, values, sent_ms) in enumerate(
+            zip(transactions, scores.tolist(), rows, produced_ms, strict=True)
+        ):
+            decision, why = apply_rules(
+                transaction, amounts[index], decisions[index], reasons.get(index, ()), self.rules
             )
-            for transaction, score, (decision, why), latency, values, shadow_score in zip(
-                transactions,
-                clipped,
-                decided,
-                latencies.tolist(),
-                rows,
-                shadow_scores,
-                strict=True,
+            # A plain row, not a pydantic Verdict: stream_app.verdicts writes the model's bytes.
+            verdicts.append(
+                VerdictRow(
+                    transaction.transaction_id,
+                    transaction.customer_id,
+                    min(max(score, 0.0), 1.0),
+                    decision,
+                    name,
+                    version,
+                    why,
+                    transaction.timestamp,
+                    scored_at,
+                    max(scored_ms - sent_ms, 0.0),
+                    values,
+                    None if shadow_scores is None else min(max(shadow_scores[index], 0.0), 1.0),
+                    shadow_version,
+                )
             )
-        ]
-
-    def _apply_rules(
-        self,
-        transactions: list[Transaction],
-        matrix: npt.NDArray[np.float32],
-        decisions: list[Decision],
-        reasons: list[tuple[Reason, ...]],
-    ) -> list[tuple[Decision, tuple[Reason, ...]]]:
-        """The business rules over the model's decisions, row by row (the rule step is its own
-        call so that it can change without touching the rest of the verdict)."""
-        rules = self.rules
-        if not rules.deny and rules.review_above_usd is None:  # nothing can fire
-            return list(zip(decisions, reasons, strict=True))
-        amounts = matrix[:, AMOUNT_USD].tolist()
-        return [
-            apply_rules(transaction, amount, decision, why, rules)
-            for transaction, amount, decision, why in zip(
-                transactions, amounts, decisions, reasons, strict=True
-            )
-        ]
+        return verdicts
 
     def _count(
         self,
