@@ -125,18 +125,23 @@ class BatchScorer:
         self, transactions: list[Transaction], sources: list[RawRecord]
     ) -> npt.NDArray[np.float32]:
         # Sequential on purpose: a customer seen twice in one batch must see its first
-        # transaction in the features of the second, exactly as the offline features do.
+        # transaction in the features of the second, exactly as the offline features do. The
+        # bookkeeping (which rows fold into the state, the changelog) is done in one pass here,
+        # the features and state updates in one call over the batch.
         state = self.state
-        rows = np.empty((len(transactions), len(features.FEATURE_NAMES)), dtype=np.float32)
-        for index, (transaction, source) in enumerate(zip(transactions, sources, strict=True)):
-            customer = state.customer(transaction.customer_id)
-            merchant = state.merchant(transaction.merchant_id)
-            rows[index] = features.online_features(transaction, customer, merchant)
-            if not state.already_observed(transaction.customer_id, source.offset):
-                features.observe_transaction(customer, merchant, transaction)
+        customers, merchants, observe = [], [], []
+        for transaction, source in zip(transactions, sources, strict=True):
+            customer_id = transaction.customer_id
+            customer = state.customer(customer_id)
+            customers.append(customer)
+            merchants.append(state.merchant(transaction.merchant_id))
+            folds = not state.already_observed(customer_id, source.offset)
+            observe.append(folds)
+            if folds:
+                # No feature reads the remembered ids, so remembering before featurising is safe.
                 remember_transaction(customer, transaction.transaction_id)
-                state.record_change(transaction.customer_id, source.partition, source.offset)
-        return rows
+                state.record_change(customer_id, source.partition, source.offset)
+        return features.online_features_batch(transactions, customers, merchants, observe)
 
     def predict(self, transaction: Transaction) -> Verdict | Rejection:
         """Score one transaction for ``POST /predict``: the same features and model as the

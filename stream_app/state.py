@@ -67,8 +67,19 @@ def encode_customer(state: features.CustomerState, offset: int) -> bytes:
     return state.to_bytes() + _OFFSET.pack(offset)
 
 
+_NEEDS_ESCAPE = frozenset('"\\')
+
+
 def encode_key(customer_id: str) -> bytes:
-    """Changelog keys are JSON strings, as Faust's table recovery decodes them."""
+    """Changelog keys are JSON strings, as Faust's table recovery decodes them.
+
+    Ids of printable ASCII without ``"`` or ``\\`` (the usual ones) are their own JSON string
+    content, so they are quoted directly: ``json.dumps`` escapes nothing else in that range,
+    and a call per changed customer per batch was measurable. Anything else goes through it.
+    """
+    plain = customer_id.isascii() and customer_id.isprintable()
+    if plain and _NEEDS_ESCAPE.isdisjoint(customer_id):
+        return b'"' + customer_id.encode() + b'"'
     return json.dumps(customer_id).encode()
 
 

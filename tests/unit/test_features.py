@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from array import array
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -32,6 +33,7 @@ from stream_app.features import (
     online_features,
     online_features_batch,
 )
+from stream_app.features import customer as customer_module
 from stream_app.features.core import US_PER_DAY, to_micros
 from stream_app.schemas import Label, Transaction
 from tests.unit.test_features_parity import (
@@ -521,3 +523,45 @@ def test_offline_rejects_unusable_frames(
 
     with pytest.raises(ValueError, match=message):
         offline_features(change(frame))
+
+
+def test_batch_with_rows_left_unobserved_scores_them_without_folding_them_in() -> None:
+    """``observe`` False (a replay of a transaction folded in before a restart): the row is
+    scored on the state as it is and leaves it unchanged, exactly like the per-row path."""
+    rows = [txn(MONDAY + pd.Timedelta(minutes=m), amount=float(m + 1)) for m in range(4)]
+    transactions = [to_transaction(row) for row in rows]
+    observe = [True, False, True, False]
+    batch_customer, batch_merchant = CustomerState(), MerchantState()
+
+    batch = online_features_batch(transactions, [batch_customer] * 4, [batch_merchant] * 4, observe)
+
+    customer, merchant = CustomerState(), MerchantState()
+    expected = []
+    for transaction, folds in zip(transactions, observe, strict=True):
+        expected.append(online_features(transaction, customer, merchant))
+        if folds:
+            observe_transaction(customer, merchant, transaction)
+    assert batch.tobytes() == np.vstack(expected).tobytes()
+    assert batch_customer == customer and batch_merchant == merchant
+    assert batch[2, FEATURE_NAMES.index("cust_txn_count_1h")] == 1.0  # row 1 was not folded
+
+
+def test_the_scanned_calendar_windows_equal_the_bisected_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Few day buckets are summed by a scan; many by bisection. Both on the same buckets:
+    days before, inside and after both windows, counts, cents and wrapping squares."""
+    rng = np.random.default_rng(5)
+    today = 20_000
+    for _ in range(3_000):
+        chosen = np.sort(rng.choice(np.arange(today - 40, today + 3), rng.integers(0, 7), False))
+        buckets: list[int] = []
+        for day in chosen.tolist():
+            count, cents = int(rng.integers(1, 6)), int(rng.integers(0, 10**6))
+            squares = int(rng.integers(-(2**63), 2**63 - 1, dtype=np.int64))
+            buckets += [day << customer_module._DAY_SHIFT | count, cents, squares]
+        days = array("q", buckets)
+        scanned = customer_module._day_windows(days, today)
+        monkeypatch.setattr(customer_module, "_SCANNED_DAYS", 0)
+        assert customer_module._day_windows(days, today) == scanned
+        monkeypatch.undo()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from stream_app import features
 from stream_app.schemas import Transaction
 from stream_app.state import (
     RECENT_TRANSACTION_IDS,
     EntityState,
     decode_customer,
+    encode_key,
     has_transaction,
     remember_transaction,
     transaction_tag,
@@ -143,3 +146,13 @@ def test_an_unreadable_state_starts_the_customer_empty_and_is_counted() -> None:
         assert recovered.customer("c1") == features.CustomerState()
         assert not recovered.already_observed("c1", 0)
     assert len(unreadable) == 4
+
+
+@pytest.mark.parametrize(
+    "customer_id",
+    [chr(code) for code in range(0x80)]
+    + ["C00012345", 'a"b', "a\\b", "a\\", "caf\u00e9", "\u2028", "x\x7f", " ", "\U0001f600"],
+)
+def test_changelog_keys_are_the_json_strings_faust_decodes(customer_id: str) -> None:
+    assert encode_key(customer_id) == json.dumps(customer_id).encode()
+    assert json.loads(encode_key(customer_id)) == customer_id
