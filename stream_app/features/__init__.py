@@ -2,7 +2,9 @@
 
 The public API; see :mod:`stream_app.features.api` for the vector, the family modules
 (:mod:`~stream_app.features.context`, :mod:`~stream_app.features.customer`,
-:mod:`~stream_app.features.merchant`) for each feature's exact definition.
+:mod:`~stream_app.features.merchant`) for each feature's exact definition; the customer family
+keeps its state and snapshot format in :mod:`~stream_app.features.customer_state` and its
+whole-frame computation in :mod:`~stream_app.features.customer_offline`.
 """
 
 from stream_app.features.api import (
@@ -25,7 +27,8 @@ from stream_app.features.core import (
     merchant_key,
     prepare_event,
 )
-from stream_app.features.customer import CUSTOMER_FEATURES, CustomerState, customer_features
+from stream_app.features.customer import CUSTOMER_FEATURES, customer_features
+from stream_app.features.customer_state import CustomerState
 from stream_app.features.merchant import (
     MERCHANT_FEATURES,
     MerchantState,

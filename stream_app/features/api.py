@@ -19,11 +19,11 @@ from stream_app.features.context import CONTEXT_FEATURES, context_columns, conte
 from stream_app.features.core import Event, prepare_event
 from stream_app.features.customer import (
     CUSTOMER_FEATURES,
-    CustomerState,
-    customer_columns,
     customer_features,
     observe_customer,
 )
+from stream_app.features.customer_offline import customer_columns
+from stream_app.features.customer_state import CustomerState
 from stream_app.features.merchant import (
     MERCHANT_FEATURES,
     MerchantState,

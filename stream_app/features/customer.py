@@ -25,21 +25,14 @@ as it is.
 from __future__ import annotations
 
 import math
-import struct
-import sys
 from array import array
 from bisect import bisect_left
-from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from stream_app import geo
 from stream_app.features import core
 from stream_app.features.core import US_PER_DAY, US_PER_HOUR, Event
-from stream_app.features.offline import FloatArray, IntArray, OfflineEvents, Timeline
+from stream_app.features.customer_state import CustomerState, int_array
 
 DEVICE_CAPACITY = 16
 MERCHANT_CAPACITY = 64
@@ -84,133 +77,6 @@ _DAY_SHIFT = 32
 # Up to this many day buckets, the calendar windows are summed by a scan, not by bisection.
 _SCANNED_DAYS = 6
 _COUNT_MASK = (1 << _DAY_SHIFT) - 1
-_STATE_VERSION = 1
-# The binary snapshot (the changelog's format): a header, the last region as length-prefixed
-# UTF-8, then each array as a count and its little-endian items. About as large as the state in
-# memory, a third of the JSON snapshot, and decoded without building a Python int per value.
-_BINARY_VERSION = 2
-_HEADER = struct.Struct("<BBqB")  # version, flags, last_us, region length
-_COUNT = struct.Struct("<I")
-_HAS_LAST_US, _HAS_REGION = 1, 2
-_LITTLE_ENDIAN = sys.byteorder == "little"
-
-
-def _int_array(values: Any = ()) -> array[int]:
-    return array("q", values)
-
-
-def _tag_array(values: Any = ()) -> array[int]:
-    return array("I", values)
-
-
-def _transaction_tag_array(values: Any = ()) -> array[int]:
-    return array("q", values)
-
-
-def _little_endian(values: array[int]) -> array[int]:
-    """The array in little-endian order (a copy on big-endian machines; itself elsewhere)."""
-    if _LITTLE_ENDIAN:
-        return values
-    swapped = array(values.typecode, values)
-    swapped.byteswap()
-    return swapped
-
-
-@dataclass(slots=True)
-class CustomerState:
-    """One customer's history: just under 1 KB for a customer paying about once a day
-    (measured by ``bench/bench_features.py``), whatever the length of the history.
-
-    ``recent``: ``[t_us, cents, ...]`` of the last 24 h of transactions (the exact windows).
-    ``days``: ``[day << 32 | count, cents, squared_cents, ...]`` per UTC day with transactions,
-    the last 30 days (the calendar windows). ``seen``: first-seen tags, see the module docstring.
-    ``transaction_tags``: hashes of the customer's last few transaction ids, oldest first; no
-    feature reads them, the worker's duplicate check does (:mod:`stream_app.state`), and they
-    live here so that they travel through the changelog with the rest of the customer.
-    """
-
-    last_us: int | None = None
-    last_region: str | None = None
-    recent: array[int] = field(default_factory=_int_array)
-    days: array[int] = field(default_factory=_int_array)
-    seen: array[int] = field(default_factory=_tag_array)
-    transaction_tags: array[int] = field(default_factory=_transaction_tag_array)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-compatible snapshot (for changelog-backed tables)."""
-        return {
-            "version": _STATE_VERSION,
-            "last_us": self.last_us,
-            "last_region": self.last_region,
-            "recent": self.recent.tolist(),
-            "days": self.days.tolist(),
-            "seen": self.seen.tolist(),
-            "transaction_tags": self.transaction_tags.tolist(),
-        }
-
-    def to_bytes(self) -> bytes:
-        """The compact binary snapshot: what the worker writes to the changelog."""
-        region = b"" if self.last_region is None else self.last_region.encode()
-        flags = (_HAS_LAST_US if self.last_us is not None else 0) | (
-            _HAS_REGION if self.last_region is not None else 0
-        )
-        parts = [_HEADER.pack(_BINARY_VERSION, flags, self.last_us or 0, len(region)), region]
-        for values in (self.recent, self.days, self.seen, self.transaction_tags):
-            parts.append(_COUNT.pack(len(values)))
-            parts.append(_little_endian(values).tobytes())
-        return b"".join(parts)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> CustomerState:
-        """Inverse of :meth:`to_bytes`; ValueError for anything it did not write."""
-        try:
-            version, flags, last_us, region_length = _HEADER.unpack_from(data)
-            if version != _BINARY_VERSION:
-                raise ValueError(f"unsupported state version {version!r}")
-            position = _HEADER.size + region_length
-            region = data[_HEADER.size : position].decode() if flags & _HAS_REGION else None
-            arrays = []
-            for make in (_int_array, _int_array, _tag_array, _transaction_tag_array):
-                (count,) = _COUNT.unpack_from(data, position)
-                values = make()
-                end = position + _COUNT.size + count * values.itemsize
-                if end > len(data):
-                    raise ValueError("customer state is truncated")
-                values.frombytes(data[position + _COUNT.size : end])
-                arrays.append(_little_endian(values))
-                position = end
-        except struct.error as exc:  # too short for a header or a count
-            raise ValueError(f"customer state is truncated: {exc}") from exc
-        if position != len(data):
-            raise ValueError("customer state has trailing bytes")
-        recent, days, seen, transaction_tags = arrays
-        if len(recent) % 2 or len(days) % 3:
-            raise ValueError("customer state arrays have the wrong length")
-        return cls(
-            last_us=last_us if flags & _HAS_LAST_US else None,
-            last_region=None if region is None else sys.intern(region),
-            recent=recent,
-            days=days,
-            seen=seen,
-            transaction_tags=transaction_tags,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CustomerState:
-        if data.get("version") != _STATE_VERSION:
-            raise ValueError(f"unsupported state version {data.get('version')!r}")
-        state = cls(
-            last_us=data["last_us"],
-            last_region=None if data["last_region"] is None else sys.intern(data["last_region"]),
-            recent=_int_array(data["recent"]),
-            days=_int_array(data["days"]),
-            seen=_tag_array(data["seen"]),
-            # absent from states written before duplicates were checked: nothing remembered
-            transaction_tags=_transaction_tag_array(data.get("transaction_tags", ())),
-        )
-        if len(state.recent) % 2 or len(state.days) % 3:
-            raise ValueError("customer state arrays have the wrong length")
-        return state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,7 +199,7 @@ def _amount_profile(event: Event, count: int, cents: int, squares: int) -> tuple
 def _travel(state: CustomerState, event: Event) -> tuple[float, float, float]:
     if state.last_us is None or state.last_region is None:
         return core.MISSING, core.MISSING, core.MISSING
-    distance = _distance_km(state.last_region, event.region)
+    distance = distance_km(state.last_region, event.region)
     if distance is None:
         return float(state.last_region != event.region), core.MISSING, core.MISSING
     hours = max(float(max(event.t_us - state.last_us, 0)) / US_PER_HOUR, core.MIN_TRAVEL_HOURS)
@@ -341,7 +207,7 @@ def _travel(state: CustomerState, event: Event) -> tuple[float, float, float]:
 
 
 @lru_cache(maxsize=8192)
-def _distance_km(previous: str, current: str) -> float | None:
+def distance_km(previous: str, current: str) -> float | None:
     """``geo.haversine_km``, memoised: the worker sees the same few region pairs again and again."""
     return geo.haversine_km(previous, current)
 
@@ -383,7 +249,7 @@ def _add_to_day(days: array[int], day: int, cents: int) -> None:
         days[index + 1] += cents
         days[index + 2] = core.wrap_int64(days[index + 2] + cents * cents)
     else:
-        days[index:index] = _int_array((day << _DAY_SHIFT | 1, cents, cents * cents))
+        days[index:index] = int_array((day << _DAY_SHIFT | 1, cents, cents * cents))
     oldest_kept = day - MONTH_DAYS + 1
     while days and days[0] >> _DAY_SHIFT < oldest_kept:
         del days[:3]
@@ -406,117 +272,3 @@ def _admit(seen: array[int], tagged: int) -> None:
 
 def _count_kind(seen: array[int], kind: int) -> int:
     return sum(1 for value in seen if core.tag_kind(value) == kind)
-
-
-# ---------------------------------------------------------------------------------------------
-# Offline: the same values for every row of a frame at once.
-
-
-def customer_columns(events: OfflineEvents) -> dict[str, FloatArray]:
-    """Values of :data:`CUSTOMER_FEATURES` for every transaction (input row order)."""
-    timeline = Timeline.build(events.customer, events.t_us, events.sorted_times)
-    t, cents = events.t_us, events.cents
-    prefix_cents = timeline.prefix_sums(cents)
-    today = t // US_PER_DAY
-    bounds = {
-        "1h": t - US_PER_HOUR,
-        "24h": t - US_PER_DAY,
-        "7d": (today - WEEK_DAYS + 1) * US_PER_DAY - 1,
-        "30d": (today - MONTH_DAYS + 1) * US_PER_DAY - 1,
-    }
-    columns: dict[str, FloatArray] = {}
-    for name, bound in bounds.items():
-        start = timeline.window_start(bound)
-        count = timeline.count(start)
-        total = timeline.total(prefix_cents, start) / 100.0
-        columns[f"cust_txn_count_{name}"] = count.astype(np.float64)
-        columns[f"cust_amount_sum_{name}"] = total
-        columns[f"cust_amount_mean_{name}"] = _mean(total, count)
-    columns.update(
-        _amount_profile_columns(
-            events,
-            count,
-            timeline.total(prefix_cents, start),
-            timeline.total(timeline.prefix_sums(cents * cents), start),
-        )
-    )
-    columns.update(_recency_and_travel_columns(events, timeline))
-    columns.update(_first_seen_columns(events, timeline))
-    return {name: columns[name] for name in CUSTOMER_FEATURES}
-
-
-def _mean(total: FloatArray, count: IntArray) -> FloatArray:
-    return np.where(count > 0, total / np.maximum(count, 1), core.MISSING)
-
-
-def _amount_profile_columns(
-    events: OfflineEvents, count: IntArray, cents: IntArray, squares: IntArray
-) -> dict[str, FloatArray]:
-    divisor = np.maximum(count, 1)
-    mean_usd = cents / 100.0 / divisor
-    mean_cents = cents / divisor
-    variance = squares / divisor - mean_cents * mean_cents
-    std = np.maximum(np.sqrt(np.maximum(variance, 0.0)), MIN_STD_CENTS)
-    has_mean = (count > 0) & (cents != 0)
-    ratio = events.amount_usd / np.where(has_mean, mean_usd, 1.0)
-    return {
-        "amount_to_mean_30d": np.where(has_mean, ratio, core.MISSING),
-        "amount_zscore_30d": np.where(count > 0, (events.cents - mean_cents) / std, 0.0),
-    }
-
-
-def _recency_and_travel_columns(events: OfflineEvents, timeline: Timeline) -> dict[str, FloatArray]:
-    has_previous, previous = timeline.previous_row()
-    elapsed = events.t_us - events.t_us[previous]
-    distance = _distances(events, previous)
-    known = has_previous & ~np.isnan(distance)
-    hours = np.maximum(elapsed / float(US_PER_HOUR), core.MIN_TRAVEL_HOURS)
-    changed = (events.region != events.region[previous]).astype(np.float64)
-    return {
-        "seconds_since_prev_txn": np.where(has_previous, elapsed / 1e6, core.MISSING),
-        "region_changed": np.where(has_previous, changed, core.MISSING),
-        "distance_km_from_prev": np.where(known, distance, core.MISSING),
-        "speed_kmh_from_prev": np.where(known, distance / hours, core.MISSING),
-    }
-
-
-def _distances(events: OfflineEvents, previous: IntArray) -> FloatArray:
-    """``geo.haversine_km`` per row, called once per distinct (previous, current) region pair."""
-    regions, names = len(events.region_names), events.region_names
-    inverse, pairs = pd.factorize(events.region[previous] * regions + events.region)
-    distances = [
-        _distance_km(str(names[pair // regions]), str(names[pair % regions]))
-        for pair in pairs.tolist()
-    ]
-    table = np.array([math.nan if km is None else km for km in distances], dtype=np.float64)
-    result: FloatArray = table[inverse]
-    return result
-
-
-def _first_seen_columns(events: OfflineEvents, timeline: Timeline) -> dict[str, FloatArray]:
-    return {
-        "device_first_seen": _first_seen(timeline, events.device_tag, DEVICE_CAPACITY),
-        "merchant_first_seen": _first_seen(timeline, events.merchant_tag, MERCHANT_CAPACITY),
-        "region_first_seen": _first_seen(timeline, events.region_tag, REGION_CAPACITY),
-    }
-
-
-def _first_seen(timeline: Timeline, tags: IntArray, capacity: int) -> FloatArray:
-    """1.0 unless an earlier transaction of the customer used the tag and it was admitted.
-
-    In sorted order, a (customer, tag) pair's first row admits the tag if fewer than
-    ``capacity`` distinct tags of the customer came before it; later rows of the pair are seen
-    exactly when the first one was admitted.
-    """
-    pair_keys = timeline.entity[timeline.order] * (1 << 32) + tags[timeline.order]
-    pair_codes = pd.factorize(pair_keys, sort=False)[0].astype(np.int64)
-    earlier_max = np.maximum.accumulate(np.concatenate(([-1], pair_codes[:-1])))
-    is_first = pair_codes > earlier_max
-    firsts = np.concatenate(([0], np.cumsum(is_first)))
-    sorted_start = timeline.entity_start()
-    distinct_before = firsts[:-1] - firsts[sorted_start]
-    admitted = (distinct_before < capacity)[is_first]
-    seen = ~is_first & admitted[pair_codes]
-    result = np.empty(len(tags), dtype=np.float64)
-    result[timeline.order] = np.where(seen, 0.0, 1.0)
-    return result
