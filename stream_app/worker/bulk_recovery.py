@@ -2,45 +2,54 @@
 
 Faust recovers a table by handing every changelog message through its whole consumer path
 (fetch loop, conductor, channel decode, an event object, a queue, then its recovery loop with
-two debug log lines and a few event-loop turns each). That costs about 160 microseconds per
+two debug log lines and a few event-loop turns each). That cost about 160 microseconds per
 message on this machine, so a worker starting with a million customers was not ready for
 165 s; the table's values (raw bytes) were never the cost (docs/benchmarks.md, "Recovery").
 
-This store reads its newly assigned changelog partitions itself before Faust's recovery
-starts: one librdkafka consumer (outside any group, never committing), every message of those
-partitions up to their end, applied to the store with the same rules as Faust's
-``apply_changelog_batch`` (the last value of a key wins, a ``None`` value deletes it, each key
-remembers its partition). It then reports how far it read through ``persisted_offset``, the
-store interface Faust asks before recovering (RocksDB stores answer it from disk); Faust's
-recovery starts from there and applies whatever was written after, through its own path.
-After each recovery it answers ``None`` again, exactly like Faust's memory store, so later
-rebalances keep Faust's own bookkeeping of partitions it still holds.
+This store reads its newly assigned changelog partitions itself
+(:mod:`stream_app.worker.changelog_read`), in a thread, and tells Faust how far through
+``persisted_offset``, the store interface Faust asks before it recovers (RocksDB stores answer
+it from disk). In order:
 
-If the bulk read fails (broker unreachable, no progress), nothing of it is kept and Faust
-recovers those partitions itself, as before: slower, never wrong. How Faust uses
-``persisted_offset`` and what its memory store does with a batch is pinned by a guard test
-(tests/unit/test_bulk_recovery.py).
+1. On a rebalance (inside Kafka's rebalance callback, which must stay short: the consumer
+   sends no heartbeats until it returns) the store only asks the broker for the partitions'
+   end offsets and starts the read in the background. It answers ``persisted_offset`` with
+   the last offset below those ends, so Faust's own recovery only reads what is written after.
+2. Faust applies those later messages, if any, through ``apply_changelog_batch``; the store
+   notes their keys.
+3. Faust awaits the store's ``on_recovery_completed`` before it resumes the streams: the store
+   waits there for its read (retrying it until it succeeds, as Faust's recovery waits for a
+   broker) and adds the image, except for keys Faust already applied newer messages for.
+
+After each recovery it answers ``None`` again, exactly like Faust's memory store, so later
+rebalances keep Faust's own bookkeeping of the partitions the worker still holds. If the
+end offsets cannot be fetched, nothing is promised and Faust recovers those partitions itself,
+as before. How Faust uses ``persisted_offset`` and what its memory store does with a batch is
+pinned by a guard test (tests/unit/test_bulk_recovery.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import functools
 import logging
-import re
+import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from faust import stores
 from faust.stores import memory
-from faust.types import TP
+from faust.types import TP, EventT
 
 from stream_app.kafka import consumer_config
 from stream_app.settings import KafkaSettings
+from stream_app.worker import changelog_read
+from stream_app.worker.changelog_read import ChangelogImage, plain_key_decoder
 
 log = logging.getLogger(__name__)
 
@@ -48,130 +57,21 @@ STORE_SCHEME = "fraudstream-bulk"
 # A host part, so the URL is truthy (Faust falls back to its default store for an empty one).
 STORE_URL = f"{STORE_SCHEME}://changelog"
 KAFKA_OPTION = "kafka"  # the table's ``options`` key holding the KafkaSettings to read with
-
-BATCH_MESSAGES = 10_000  # messages per consume() call: one Python round trip per batch
-POLL_SECONDS = 0.5
-# The bulk read gives up (and leaves the partitions to Faust) after this long without a message.
-STALL_SECONDS = 30.0
-# Bigger fetches than librdkafka's defaults (1 MiB per partition per request): measured in
-# docs/benchmarks.md, "Recovery".
-READER_CONFIG: dict[str, Any] = {
-    "enable.partition.eof": True,
-    "max.partition.fetch.bytes": 8 * 2**20,
-    "fetch.max.bytes": 64 * 2**20,
-    "queued.max.messages.kbytes": 64 * 2**10,
-}
-
-# The keys stream_app.state.encode_key writes: a JSON string of printable ASCII without
-# escapes, which decodes to its inner characters. Anything else goes through Faust's decoder.
-_PLAIN_JSON_STRING = re.compile(rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"')
-
-
-class ChangelogMessage(Protocol):
-    """What the bulk read uses of a confluent-kafka message."""
-
-    def error(self) -> KafkaError | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
+# Within Kafka's rebalance callback: well below the smallest session timeout we allow (6 s).
+END_OFFSETS_TIMEOUT_SECONDS = 4.0
+RETRY_SECONDS = 1.0
 
 
 @dataclass
-class ChangelogImage:
-    """What a changelog's partitions hold: the table's entries, built away from the store."""
+class PendingRead:
+    """A bulk read under way: its partitions, what it promised Faust, and what Faust applied."""
 
-    decode_key: Callable[[bytes | None], Any]
-    decode_value: Callable[[bytes | None], Any]
-    data: dict[Any, Any] = field(default_factory=dict)
-    key_partition: dict[Any, int] = field(default_factory=dict)
-    deleted: set[Any] = field(default_factory=set)  # keys a tombstone removed (and none re-set)
-    read_through: dict[int, int] = field(default_factory=dict)  # partition -> last offset read
-    messages: int = 0
-    undecodable: int = 0
-
-    def apply(self, messages: Iterable[ChangelogMessage]) -> set[int]:
-        """Fold messages in (partition order kept); returns the partitions found at their end."""
-        at_end: set[int] = set()
-        data, key_partition, deleted = self.data, self.key_partition, self.deleted
-        decode_key, decode_value = self.decode_key, self.decode_value
-        for message in messages:
-            error = message.error()
-            partition = message.partition()
-            if partition is None:  # a client-level error (a broker unreachable, say)
-                _raise_if_fatal(error)
-                continue
-            offset = message.offset()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    _raise_if_fatal(error)
-                    continue
-                at_end.add(partition)
-                if offset:  # the end offset: everything below it has been read
-                    self.read_through[partition] = offset - 1
-                continue
-            try:
-                key = decode_key(message.key())
-                value = decode_value(message.value())
-            except Exception as exc:  # as Faust's recovery does: the message is skipped
-                log.error("changelog message undecodable, skipped: %r", exc)
-                self.undecodable += 1
-                continue
-            if value is None:
-                data.pop(key, None)
-                key_partition.pop(key, None)
-                deleted.add(key)
-            else:
-                data[key] = value
-                key_partition[key] = partition
-                deleted.discard(key)
-            if offset is not None:
-                self.read_through[partition] = offset
-            self.messages += 1
-        return at_end
-
-    def into(self, data: MutableMapping[Any, Any], key_partition: MutableMapping[Any, int]) -> None:
-        """Apply the image to a store that may already hold entries (of other partitions)."""
-        for key in self.deleted:
-            data.pop(key, None)
-            key_partition.pop(key, None)
-        data.update(self.data)
-        key_partition.update(self.key_partition)
-
-
-def read_changelog(
-    config: Mapping[str, Any],
-    topic: str,
-    partitions: Iterable[int],
-    image: ChangelogImage,
-    stop: threading.Event,
-    stall_seconds: float = STALL_SECONDS,
-) -> ChangelogImage:
-    """Read the partitions from their beginning to their current end into ``image``."""
-    remaining = set(partitions)
-    consumer = Consumer({**config, **READER_CONFIG})
-    try:
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(remaining)])
-        last_progress = time.monotonic()
-        while remaining:
-            if stop.is_set():
-                raise RuntimeError("worker stopping")
-            batch = consumer.consume(BATCH_MESSAGES, POLL_SECONDS)
-            if batch:
-                last_progress = time.monotonic()
-                remaining -= image.apply(batch)
-            elif time.monotonic() - last_progress > stall_seconds:
-                raise RuntimeError(f"no changelog message for {stall_seconds:g} s")
-    finally:
-        consumer.close()
-    return image
-
-
-def _raise_if_fatal(error: KafkaError | None) -> None:
-    """Transient errors are librdkafka's to retry (the stall limit bounds them); fatal ones stop."""
-    if error is not None and error.fatal():
-        raise RuntimeError(f"changelog read failed: {error}")
-    log.warning("changelog read: %s", error)
+    topic: str
+    image: ChangelogImage
+    done: asyncio.Future[ChangelogImage]
+    stop: threading.Event
+    touched: set[Any] = field(default_factory=set)  # keys Faust applied newer messages for
+    started: float = field(default_factory=time.monotonic)
 
 
 class BulkRecoveryStore(memory.Store[Any, Any]):
@@ -179,12 +79,16 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._read_through: dict[TP, int] = {}
+        self._promised: dict[TP, int] = {}  # the last offset each pending read covers
+        # The keys each partition's reads brought, as lists: Faust's memory store keeps a
+        # key -> partition dict for the same purpose, about 40 MiB per million keys against 8.
+        self._read_keys: dict[int, list[Any]] = {}
+        self._pending: list[PendingRead] = []
         self._stopping = threading.Event()
 
     def persisted_offset(self, tp: TP) -> int | None:
-        """The last changelog offset already in the store (None: Faust reads from the start)."""
-        return self._read_through.get(tp)
+        """The last changelog offset the store holds, or will before recovery completes."""
+        return self._promised.get(tp)
 
     async def on_rebalance(
         self,
@@ -195,60 +99,155 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
     ) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         for tp in revoked:
-            self._read_through.pop(tp, None)
+            self._promised.pop(tp, None)
         topic = self.table.changelog_topic.get_topic_name()
         wanted = {tp.partition for tp in newly_assigned if tp.topic == topic}
-        wanted -= {tp.partition for tp in self._read_through}
+        wanted -= {tp.partition for tp in self._promised}
         if wanted:
-            await self._read_in_bulk(topic, wanted)
+            await self._start_read(topic, wanted)
+
+    def apply_changelog_batch(
+        self,
+        batch: Iterable[EventT[Any]],
+        to_key: Callable[[Any], Any],
+        to_value: Callable[[Any], Any],
+    ) -> None:
+        """Faust's recovery applying messages after a pending read's ends: noted, then applied."""
+        if self._pending:
+            batch = list(batch)
+            for event in batch:
+                message = event.message
+                for read in self._pending:
+                    if message.topic == read.topic and message.partition in read.image.ends:
+                        read.touched.add(to_key(event.key))
+        super().apply_changelog_batch(batch, to_key, to_value)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        while self._pending:
+            await self._finish(self._pending[0])
+            self._pending.pop(0)
         # From now on Faust's own offsets for these partitions are ahead of ours.
         for tp in {*active_tps, *standby_tps}:
-            self._read_through.pop(tp, None)
+            self._promised.pop(tp, None)
+        self._drop_keys_of_partitions_not_held({partition for _, partition in active_tps})
         await super().on_recovery_completed(active_tps, standby_tps)
 
     async def on_stop(self) -> None:
         self._stopping.set()
+        for read in self._pending:
+            read.stop.set()
         await super().on_stop()
 
-    async def _read_in_bulk(self, topic: str, partitions: set[int]) -> None:
-        kafka: KafkaSettings = (self.options or {})[KAFKA_OPTION]
-        config = consumer_config(kafka, f"{self.app.conf.id}-bulk-recovery")
+    async def _start_read(self, topic: str, partitions: set[int]) -> None:
+        loop = asyncio.get_running_loop()
+        ends: asyncio.Future[dict[int, int]] = loop.create_future()
+
+        def on_ends(found: dict[int, int]) -> None:  # called in the reading thread
+            loop.call_soon_threadsafe(_resolve, ends, found)
+
         image = ChangelogImage(self._key_decoder(), self._value_decoder())
-        started = time.monotonic()
-        read = functools.partial(read_changelog, config, topic, partitions, image, self._stopping)
-        try:
-            # In a thread: the event loop keeps serving heartbeats and the web server meanwhile.
-            await asyncio.get_running_loop().run_in_executor(None, read)
-        except Exception as exc:  # Faust recovers these partitions itself, as it always did
-            log.warning("bulk changelog read failed, Faust recovers instead: %s", exc)
-            return
-        image.into(self.data, self._key_partition)
-        for partition, offset in image.read_through.items():
-            self._read_through[TP(topic, partition)] = offset
-        log.info(
-            "changelog read in bulk topic=%s partitions=%s messages=%d keys=%d seconds=%.1f",
-            topic,
-            sorted(partitions),
-            image.messages,
-            len(image.data),
-            time.monotonic() - started,
+        stop = threading.Event()
+        done = self._run_read(topic, sorted(partitions), image, stop, on_ends)
+        either: set[asyncio.Future[Any]] = {ends, done}
+        await asyncio.wait(
+            either, timeout=END_OFFSETS_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED
         )
+        if not ends.done():  # no broker answer in time: Faust recovers these itself
+            stop.set()
+            done.add_done_callback(lambda finished: finished.exception())  # retrieved: no noise
+            log.warning("changelog end offsets not read in time, Faust recovers instead")
+            return
+        self._pending.append(PendingRead(topic, image, done, stop))
+        for partition, end in ends.result().items():
+            if end > 0:
+                self._promised[TP(topic, partition)] = end - 1
+
+    def _run_read(
+        self,
+        topic: str,
+        partitions: list[int],
+        image: ChangelogImage,
+        stop: threading.Event,
+        on_ends: Callable[[dict[int, int]], None] = lambda ends: None,
+    ) -> asyncio.Future[ChangelogImage]:
+        """The read, in a thread: the event loop keeps serving heartbeats and the web meanwhile."""
+        config = self._reader_config()
+        read = functools.partial(
+            changelog_read.read_changelog, config, topic, partitions, image, stop, on_ends
+        )
+        return asyncio.get_running_loop().run_in_executor(None, read)
+
+    async def _finish(self, read: PendingRead) -> None:
+        """Wait for the read (again and again until it succeeds), then add it to the store."""
+        image = None
+        while image is None:
+            try:
+                image = await read.done
+            except Exception as exc:
+                if self._stopping.is_set():
+                    raise
+                log.error("bulk changelog read failed, reading again: %s", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+                old = read.image  # the same ends: Faust was promised those
+                read.image = ChangelogImage(old.decode_key, old.decode_value, old.ends)
+                read.done = self._run_read(read.topic, sorted(old.ends), read.image, read.stop)
+        keys, rss_before = len(image.data), rss_mib()
+        self._add(image, read.touched)
+        release_free_memory()
+        log.info(
+            "changelog read in bulk topic=%s partitions=%s messages=%d keys=%d seconds=%.1f "
+            "rss_mib=%.0f->%.0f",
+            read.topic,
+            sorted(image.ends),
+            image.messages,
+            keys,
+            time.monotonic() - read.started,
+            rss_before,
+            rss_mib(),
+        )
+
+    def _add(self, image: ChangelogImage, touched: set[Any]) -> None:
+        """Add the image under what the store holds; keys Faust applied since stay Faust's."""
+        by_partition: dict[int, list[Any]] = {}
+        if not self.data and not touched:
+            # The usual case, a worker starting: the image's table becomes the store's, rather
+            # than being copied (a second million-entry table would stay in the RSS).
+            self.data = image.data
+            for key, partition in image.key_partition.items():
+                by_partition.setdefault(partition, []).append(key)
+        else:
+            data, faust_partitions = self.data, self._key_partition
+            for key in image.deleted - touched:
+                data.pop(key, None)
+                faust_partitions.pop(key, None)
+            for key, value in image.data.items():
+                if key not in touched:
+                    data[key] = value
+                    faust_partitions.pop(key, None)  # its partition is the read's from now on
+                    by_partition.setdefault(image.key_partition[key], []).append(key)
+        for partition, keys in by_partition.items():
+            self._read_keys.setdefault(partition, []).extend(keys)
+        image.data, image.key_partition = {}, {}
+
+    def _drop_keys_of_partitions_not_held(self, active: set[int]) -> None:
+        """What Faust's memory store does with the keys it recovered, for the keys read here:
+        those of partitions no longer active leave the store (unless Faust applied them since,
+        then they are in its own key -> partition table and its own clean-up decides)."""
+        for partition in [p for p in self._read_keys if p not in active]:
+            for key in self._read_keys.pop(partition):
+                if key not in self._key_partition:
+                    self.data.pop(key, None)
+
+    def _reader_config(self) -> dict[str, Any]:
+        kafka: KafkaSettings = (self.options or {})[KAFKA_OPTION]
+        return consumer_config(kafka, f"{self.app.conf.id}-bulk-recovery")
 
     def _key_decoder(self) -> Callable[[bytes | None], Any]:
         """Faust's own key decoding, with a shortcut for the plain JSON strings we write."""
         faust_decode: Callable[[bytes | None], Any] = self._decode_key
         if self.key_type is not str or self.key_serializer != "json":
             return faust_decode
-        plain = _PLAIN_JSON_STRING.fullmatch
-
-        def decode(raw: bytes | None) -> Any:
-            if raw is not None and plain(raw):
-                return raw[1:-1].decode("ascii")
-            return faust_decode(raw)
-
-        return decode
+        return plain_key_decoder(faust_decode)
 
     def _value_decoder(self) -> Callable[[bytes | None], Any]:
         """Raw bytes values are the message's bytes as they are (Faust's raw codec)."""
@@ -256,6 +255,28 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
             return _unchanged
         decode: Callable[[bytes | None], Any] = self._decode_value
         return decode
+
+
+def release_free_memory() -> None:
+    """Hand memory freed after the read (librdkafka's fetch buffers, the tables' growth) back
+    to the OS: glibc keeps freed memory of other threads' arenas otherwise, and the worker's
+    RSS is a goal (docs/benchmarks.md, "Recovery"). Nothing happens on other C libraries."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def rss_mib() -> float:
+    """This process's resident memory (Linux; NaN elsewhere), for the log."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def _resolve(future: asyncio.Future[dict[int, int]], ends: dict[int, int]) -> None:
+    if not future.done():
+        future.set_result(ends)
 
 
 def _unchanged(value: bytes | None) -> bytes | None:

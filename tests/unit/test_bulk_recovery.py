@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
 import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,12 +16,9 @@ from faust.stores import memory
 from faust.types import TP
 
 from stream_app.settings import KafkaSettings
-from stream_app.worker import bulk_recovery
-from stream_app.worker.bulk_recovery import (
-    STORE_URL,
-    BulkRecoveryStore,
-    ChangelogImage,
-)
+from stream_app.worker import bulk_recovery, changelog_read
+from stream_app.worker.bulk_recovery import STORE_URL, BulkRecoveryStore
+from stream_app.worker.changelog_read import ChangelogImage
 
 Record = tuple[int, bytes | None, bytes | None]  # partition, raw key, raw value
 
@@ -122,9 +117,16 @@ def recovered_by_faust(
     return store
 
 
+def ends_of(records: Sequence[Record]) -> dict[int, int]:
+    ends: dict[int, int] = {}
+    for partition, _, _ in records:
+        ends[partition] = ends.get(partition, 0) + 1
+    return ends
+
+
 def recovered_in_bulk(table: Any, records: Sequence[Record]) -> ChangelogImage:
     store = table.data
-    image = ChangelogImage(store._key_decoder(), store._value_decoder())
+    image = ChangelogImage(store._key_decoder(), store._value_decoder(), ends_of(records))
     assert image.apply(messages(records)) == {p for p, _, _ in records}
     return image
 
@@ -135,13 +137,13 @@ def test_the_bulk_read_builds_the_table_faust_recovery_builds() -> None:
     faust_store = recovered_by_faust(app, table, RECORDS)
     image = recovered_in_bulk(table, RECORDS)
     store = table.data
-    image.into(store.data, store._key_partition)
+    store._add(image, touched=set())
 
     assert store.data == faust_store.data
-    assert store._key_partition == faust_store._key_partition
+    partitions = {k: p for p, keys in store._read_keys.items() for k in keys}
+    assert partitions == faust_store._key_partition
     assert all(type(store.data[k]) is type(v) for k, v in faust_store.data.items())
     assert "C3" not in store.data and store.data["C4"] == b"\x01four again"
-    assert image.read_through == {0: 4, 1: 3, 2: 2}  # the last offset of each partition
     assert image.messages == len(RECORDS)
 
 
@@ -150,8 +152,19 @@ def test_a_tombstone_removes_a_key_the_store_already_held() -> None:
     table = new_table(app)
     store = table.data
     store.data["C3"], store._key_partition["C3"] = b"\x01stale", 1
-    recovered_in_bulk(table, RECORDS).into(store.data, store._key_partition)
+    store._add(recovered_in_bulk(table, RECORDS), touched=set())
     assert "C3" not in store.data and "C3" not in store._key_partition
+    assert store.data["C1"] == b"\x01second"
+
+
+def test_messages_written_after_the_read_started_are_left_to_faust() -> None:
+    table = new_table(new_app())
+    store = table.data
+    image = ChangelogImage(store._key_decoder(), store._value_decoder(), {0: 2})
+    later = [(0, key("C1"), b"\x01one"), (0, key("C2"), b"\x01two"), (0, key("C1"), b"\x01new")]
+    assert image.apply(messages(later)[:2]) == {0}  # offset 1 is the last below the end
+    assert image.apply(messages(later)[2:]) == {0}  # offset 2 and the end marker: not ours
+    assert image.data == {"C1": b"\x01one", "C2": b"\x01two"}
 
 
 @pytest.mark.parametrize(
@@ -185,12 +198,11 @@ def test_an_undecodable_key_is_skipped_and_counted_as_faust_skips_it() -> None:
     table = new_table(new_app())
     image = recovered_in_bulk(table, [(0, b'"bad\tkey"', b"\x01x"), (0, key("ok"), b"\x01y")])
     assert image.data == {"ok": b"\x01y"} and image.undecodable == 1
-    assert image.read_through == {0: 1}
 
 
 def test_a_fatal_read_error_stops_the_read() -> None:
     table = new_table(new_app())
-    image = ChangelogImage(table.data._key_decoder(), table.data._value_decoder())
+    image = ChangelogImage(table.data._key_decoder(), table.data._value_decoder(), {0: 1})
     fatal = KafkaError(KafkaError._FATAL, "fenced", fatal=True)
     with pytest.raises(RuntimeError, match="changelog read failed"):
         image.apply([FakeMessage(0, 0, None, None, fatal)])
@@ -198,131 +210,174 @@ def test_a_fatal_read_error_stops_the_read() -> None:
     assert image.apply([FakeMessage(0, 0, None, None, transient)]) == set()  # retried by librdkafka
 
 
-def fake_reader(records: Sequence[Record], calls: list[set[int]]) -> Any:
-    def read(
+class FakeReads:
+    """Stands in for changelog_read.read_changelog: the records' partitions, from a list."""
+
+    def __init__(self, records: Sequence[Record], failures: int = 0) -> None:
+        self.records, self.failures = records, failures
+        self.calls: list[list[int]] = []
+
+    def __call__(
+        self,
         config: Mapping[str, Any],
         topic: str,
         partitions: Iterable[int],
         image: ChangelogImage,
         stop: threading.Event,
+        on_ends: Any = lambda ends: None,
     ) -> ChangelogImage:
-        wanted = set(partitions)
-        calls.append(wanted)
-        image.apply(messages([r for r in records if r[0] in wanted]))
+        wanted = list(partitions)
+        self.calls.append(wanted)
+        mine = [r for r in self.records if r[0] in wanted]
+        if not image.ends:
+            image.ends = {p: ends_of(mine).get(p, 0) for p in wanted}
+        on_ends(dict(image.ends))
+        if self.failures:
+            self.failures -= 1
+            image.apply(messages(mine)[:2])  # part of it read when the broker went away
+            raise RuntimeError("no changelog message for 30 s")
+        image.apply(messages(mine))
         return image
 
-    return read
+
+def changelog_tps(table: Any) -> tuple[str, set[TP]]:
+    topic = table.changelog_topic.get_topic_name()
+    return topic, {TP(topic, p) for p in range(3)}
 
 
-def test_faust_is_told_how_far_the_store_was_read_until_its_recovery_completes(
+def test_faust_is_told_how_far_the_store_reads_until_its_recovery_completes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls: list[set[int]] = []
-    monkeypatch.setattr(bulk_recovery, "read_changelog", fake_reader(RECORDS, calls))
+    reads = FakeReads(RECORDS)
+    monkeypatch.setattr(changelog_read, "read_changelog", reads)
     table = new_table(new_app())
     store: BulkRecoveryStore = table.data
-    topic = table.changelog_topic.get_topic_name()
-    tps = {TP(topic, p) for p in range(3)}
+    topic, tps = changelog_tps(table)
     other = TP("transactions", 0)  # source partitions are not the store's to read
 
-    asyncio.run(store.on_rebalance(tps | {other}, set(), tps | {other}))
-    assert calls == [{0, 1, 2}]
-    assert {tp.partition: store.persisted_offset(tp) for tp in tps} == {0: 4, 1: 3, 2: 2}
-    assert store.data["C1"] == b"\x01second"
+    async def scenario() -> None:
+        await store.on_rebalance(tps | {other}, set(), tps | {other})
+        assert reads.calls == [[0, 1, 2]]
+        assert {tp.partition: store.persisted_offset(tp) for tp in tps} == {0: 4, 1: 3, 2: 2}
 
-    # A new generation before recovery ran: what was read stays, nothing is read again.
-    asyncio.run(store.on_rebalance(tps, {TP(topic, 2)}, set()))
-    assert calls == [{0, 1, 2}]
-    assert store.persisted_offset(TP(topic, 2)) is None  # revoked
-    assert store.persisted_offset(TP(topic, 0)) == 4
+        # A new generation before recovery ran: the promise stays, nothing is read again.
+        await store.on_rebalance(tps, {TP(topic, 2)}, set())
+        assert reads.calls == [[0, 1, 2]]
+        assert store.persisted_offset(TP(topic, 2)) is None  # revoked
+        assert store.persisted_offset(TP(topic, 0)) == 4
 
-    asyncio.run(store.on_recovery_completed({TP(topic, 0), TP(topic, 1)}, set()))
-    assert all(store.persisted_offset(tp) is None for tp in tps)  # Faust's offsets from now on
+        await store.on_recovery_completed({TP(topic, 0), TP(topic, 1)}, set())
+        assert store.data["C1"] == b"\x01second"
+        assert "C5" not in store.data  # partition 2's keys: revoked, dropped as Faust drops them
+        assert all(store.persisted_offset(tp) is None for tp in tps)  # Faust's offsets now
 
-    # Assigned again later: read again from the beginning, as Faust's own recovery would.
-    asyncio.run(store.on_rebalance(tps, set(), {TP(topic, 2)}))
-    assert calls == [{0, 1, 2}, {2}]
-    assert store.persisted_offset(TP(topic, 2)) == 2
+        # Assigned again later: read again from the beginning, as Faust's own recovery would.
+        await store.on_rebalance(tps, set(), {TP(topic, 2)})
+        assert reads.calls == [[0, 1, 2], [2]]
+        assert store.persisted_offset(TP(topic, 2)) == 2
+
+    asyncio.run(scenario())
 
 
-def test_a_failed_bulk_read_keeps_nothing_and_leaves_recovery_to_faust(
+def faust_event(topic: str, partition: int, customer: str, value: bytes | None) -> Any:
+    message = SimpleNamespace(topic=topic, partition=partition, value=value)
+    return SimpleNamespace(key=customer, value=value, message=message)
+
+
+def test_keys_of_partitions_given_up_leave_the_store_as_faust_drops_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def failing(*args: Any) -> ChangelogImage:
-        image: ChangelogImage = args[3]
-        image.apply(messages(RECORDS[:3]))  # part of it was read when the broker went away
-        raise RuntimeError("no changelog message for 30 s")
-
-    monkeypatch.setattr(bulk_recovery, "read_changelog", failing)
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
     table = new_table(new_app())
-    topic = table.changelog_topic.get_topic_name()
-    tps = {TP(topic, p) for p in range(3)}
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+    kept = {TP(topic, 0), TP(topic, 2)}
+    faust_store = recovered_by_faust(new_app(), table, RECORDS)
+    # A key Faust's own recovery moved to a kept partition later stays, in both stores.
+    moved = faust_event(topic, 2, "C2", b"\x01moved")
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        store.apply_changelog_batch([moved], table._to_key, table._to_value)
+        await store.on_recovery_completed(kept, set())
+        faust_store.apply_changelog_batch([moved], table._to_key, table._to_value)
+        await faust_store.on_recovery_completed(kept, set())
+
+    asyncio.run(scenario())
+    assert dict(store.data) == faust_store.data
+    assert store.data["C2"] == b"\x01moved" and "C3" not in store.data
+
+
+def test_what_faust_applies_after_the_read_ends_wins_over_the_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        # Written after the ends were taken, so Faust's own recovery applies them (first).
+        later = [faust_event(topic, 0, "C1", b"\x01third"), faust_event(topic, 2, "C5", None)]
+        store.apply_changelog_batch(later, table._to_key, table._to_value)
+        await store.on_recovery_completed(tps, set())
+
+    asyncio.run(scenario())
+    assert store.data["C1"] == b"\x01third" and "C5" not in store.data
+    assert store.data["C2"] == b"\x01two"
+
+
+def test_a_tombstone_faust_applies_into_an_empty_store_is_not_undone_by_the_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        erased = [faust_event(topic, 2, "C5", None)]
+        store.apply_changelog_batch(erased, table._to_key, table._to_value)
+        await store.on_recovery_completed(tps, set())
+
+    asyncio.run(scenario())
+    assert "C5" not in store.data and store.data["C1"] == b"\x01second"
+
+
+def test_a_failed_read_is_read_again_before_recovery_completes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = FakeReads(RECORDS, failures=1)
+    monkeypatch.setattr(changelog_read, "read_changelog", reads)
+    monkeypatch.setattr(bulk_recovery, "RETRY_SECONDS", 0.0)
+    table = new_table(new_app())
+    _, tps = changelog_tps(table)
+
+    async def scenario() -> None:
+        await table.data.on_rebalance(tps, set(), tps)
+        await table.data.on_recovery_completed(tps, set())
+
+    asyncio.run(scenario())
+    assert reads.calls == [[0, 1, 2], [0, 1, 2]]
+    faust_store = recovered_by_faust(new_app(), table, RECORDS)
+    assert dict(table.data.data) == faust_store.data
+
+
+def test_without_end_offsets_in_time_nothing_is_promised_and_faust_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unreachable(*args: Any) -> ChangelogImage:
+        raise RuntimeError("broker unreachable")
+
+    monkeypatch.setattr(changelog_read, "read_changelog", unreachable)
+    table = new_table(new_app())
+    _, tps = changelog_tps(table)
     asyncio.run(table.data.on_rebalance(tps, set(), tps))
-    assert dict(table.data.data) == {}
     assert all(table.data.persisted_offset(tp) is None for tp in tps)
+    assert dict(table.data.data) == {}
 
 
 def test_the_table_uses_the_bulk_store() -> None:
     assert type(new_table(new_app()).data) is BulkRecoveryStore
-
-
-# What the store relies on in the pinned faust-streaming (0.15.3), by the sha256 of its source:
-# - Recovery._add: a partition's recovery starts at the store's persisted_offset;
-# - Recovery._build_offsets / _seek_offsets: that offset is only ever moved forward, and seeked to;
-# - Recovery._slurp_changelogs: a message at or below the offset already seen is skipped;
-# - memory.Store.apply_changelog_batch / _create_batch_iterator / on_recovery_completed: the
-#   rules ChangelogImage applies (last value wins, None deletes, keys remember their partition);
-# - TableManager.on_rebalance: tables (so their stores) rebalance before the recovery does;
-# - Collection._new_store and FactoryMapping.by_url: the table finds the store by URL scheme.
-FAUST_SOURCES_SHA256 = {
-    "Recovery._add": "1584a197b11bf835c0e3c497952413ce5a5f13078fdd88a9dcfd60ea1e125fa6",
-    "Recovery._build_offsets": "27eec86be06cb51f66dfd2572be2f9b41acd22c3570239bb5c554bd94e59a1d6",
-    "Recovery._seek_offsets": "19598ca63d94d250e49d2dfe48a3c48ecbdf65ee4f1a2871abda51d28b335e55",
-    "Recovery._slurp_changelogs": (
-        "7825c7e50f766d5ab0fd246b63420ea0dfcd732d005f1057cc9da656ff5d3967"
-    ),
-    "Store.apply_changelog_batch": (
-        "71863e3cd727aac2001c4f19a393c637275eab36056c9a2d395ed1c7528e7647"
-    ),
-    "Store._create_batch_iterator": (
-        "b082c8bcc040382347025bd5b08d31700b2e6b1d2c0232f1de551f1b5495d1ed"
-    ),
-    "Store.on_recovery_completed": (
-        "a00bef343e139602606996e88809e62731a9113691ae678095266a52e0e0b013"
-    ),
-    "TableManager.on_rebalance": "2d2c23a07bf5432854a01ad790af19bb7e7acc8062a6ac2934ff0db94bf3924a",
-    "Collection._new_store": "914a2bda605d38f5b5bdf07f2d0b01ef565dd036b2b3e5391c54321094daf4b5",
-    "FactoryMapping.by_url": "9020f00af2bc4f62f525985b51daa0687f9000d5b1f737eb1b41fa35c8b94dc5",
-}
-
-
-def faust_sources() -> dict[str, str]:
-    from faust.tables.base import Collection
-    from faust.tables.manager import TableManager
-    from faust.tables.recovery import Recovery
-    from mode.utils.imports import FactoryMapping
-
-    functions: list[Any] = [
-        Recovery._add,
-        Recovery._build_offsets,
-        Recovery._seek_offsets,
-        Recovery._slurp_changelogs.fun,  # a mode ServiceTask: the coroutine function inside
-        memory.Store.apply_changelog_batch,
-        memory.Store._create_batch_iterator,
-        memory.Store.on_recovery_completed,
-        TableManager.on_rebalance,
-        Collection._new_store,
-        FactoryMapping.by_url,
-    ]
-    return {function.__qualname__: inspect.getsource(function) for function in functions}
-
-
-def test_the_faust_recovery_code_the_store_relies_on_is_unchanged() -> None:
-    # An upgrade of faust-streaming that changes any of these must be looked at (and the guard's
-    # hashes updated), not silently run past: see stream_app/worker/bulk_recovery.py.
-    changed = [
-        name
-        for name, source in faust_sources().items()
-        if hashlib.sha256(source.encode()).hexdigest() != FAUST_SOURCES_SHA256.get(name)
-    ]
-    assert changed == [], f"faust changed {changed}: re-check stream_app/worker/bulk_recovery.py"
