@@ -37,7 +37,6 @@ import functools
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +70,6 @@ class PendingRead:
     done: asyncio.Future[ChangelogImage]
     stop: threading.Event
     touched: set[Any] = field(default_factory=set)  # keys Faust applied newer messages for
-    started: float = field(default_factory=time.monotonic)
 
 
 class BulkRecoveryStore(memory.Store[Any, Any]):
@@ -201,7 +199,7 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
             sorted(image.ends),
             image.messages,
             keys,
-            time.monotonic() - read.started,
+            image.seconds,
             rss_before,
             rss_mib(),
         )

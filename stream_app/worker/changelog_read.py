@@ -80,6 +80,7 @@ class ChangelogImage:
     deleted: set[Any] = field(default_factory=set)  # keys a tombstone removed (and none re-set)
     messages: int = 0
     undecodable: int = 0
+    seconds: float = 0.0  # how long the read took, from its start to the last partition's end
 
     def apply(self, messages: Iterable[ChangelogMessage]) -> set[int]:
         """Fold messages in (partition order kept); returns the partitions read to their end."""
@@ -146,6 +147,7 @@ def read_changelog(
     Without ends (a first attempt) the partitions' current end offsets are fetched first and
     handed to ``on_ends`` before the read starts; a retry keeps the ends it was given.
     """
+    started = time.monotonic()
     consumer = Consumer({**config, **READER_CONFIG})
     try:
         if not image.ends:
@@ -165,6 +167,7 @@ def read_changelog(
                 raise RuntimeError(f"no changelog message for {STALL_SECONDS:g} s")
     finally:
         consumer.close()
+    image.seconds = time.monotonic() - started
     return image
 
 
