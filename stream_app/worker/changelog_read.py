@@ -26,14 +26,10 @@ POLL_SECONDS = 0.5
 WATERMARK_TIMEOUT_SECONDS = 3.0  # the store waits 4 s for them, within the rebalance
 # A read gives up (to be tried again) after this long without a message.
 STALL_SECONDS = 30.0
-# Fetches of up to 8 MiB per partition instead of librdkafka's 1 MiB: the read waits on the
-# broker's round trips, not on Python (a million customers in about 11 s against 22 s with the
-# defaults on the loaded machine; docs/benchmarks.md, "Recovery").
-READER_CONFIG: dict[str, Any] = {
-    "enable.partition.eof": True,
-    "max.partition.fetch.bytes": 8 * 2**20,
-    "fetch.max.bytes": 64 * 2**20,
-}
+# librdkafka's fetch sizes as they are: 8 MiB per partition instead of 1 MiB made no difference
+# (a million customers in 9 to 10 s either way, alternating runs; the read waits on the broker,
+# ~2.5 s of CPU; docs/benchmarks.md, "Recovery").
+READER_CONFIG: dict[str, Any] = {"enable.partition.eof": True}
 
 # The keys stream_app.state.encode_key writes: a JSON string of printable ASCII without
 # escapes, which decodes to its inner characters. Anything else goes through Faust's decoder.
