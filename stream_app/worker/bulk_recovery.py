@@ -82,6 +82,7 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
         # key -> partition dict for the same purpose, about 40 MiB per million keys against 8.
         self._read_keys: dict[int, list[Any]] = {}
         self._pending: list[PendingRead] = []
+        self._finishing = asyncio.Lock()
         self._stopping = threading.Event()
 
     def persisted_offset(self, tp: TP) -> int | None:
@@ -121,9 +122,12 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
         super().apply_changelog_batch(batch, to_key, to_value)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
-        while self._pending:
-            await self._finish(self._pending[0])
-            self._pending.pop(0)
+        # One at a time: Faust runs this as a task of its own, which a new rebalance does not
+        # cancel, so the next recovery's call can come while this one still waits for a read.
+        async with self._finishing:
+            while self._pending:
+                await self._finish(self._pending[0])
+                self._pending.pop(0)
         # From now on Faust's own offsets for these partitions are ahead of ours.
         for tp in {*active_tps, *standby_tps}:
             self._promised.pop(tp, None)

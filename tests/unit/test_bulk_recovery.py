@@ -346,6 +346,30 @@ def test_a_tombstone_faust_applies_into_an_empty_store_is_not_undone_by_the_read
     assert "C5" not in store.data and store.data["C1"] == b"\x01second"
 
 
+def test_two_recoveries_completing_at_once_add_each_read_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+
+    async def scenario() -> None:
+        await store.on_rebalance({TP(topic, 0)}, set(), {TP(topic, 0)})
+        await store.on_rebalance(tps, set(), {TP(topic, 1), TP(topic, 2)})
+        assert len(store._pending) == 2
+        await asyncio.gather(
+            store.on_recovery_completed(tps, set()), store.on_recovery_completed(tps, set())
+        )
+
+    asyncio.run(scenario())
+    assert (
+        store._pending == []
+        and dict(store.data) == recovered_by_faust(new_app(), table, RECORDS).data
+    )
+    assert sorted(len(keys) for keys in store._read_keys.values()) == [2, 2, 3]
+
+
 def test_a_failed_read_is_read_again_before_recovery_completes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
