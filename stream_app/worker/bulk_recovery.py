@@ -25,7 +25,7 @@ After each recovery it answers ``None`` again, exactly like Faust's memory store
 rebalances keep Faust's own bookkeeping of the partitions the worker still holds. If the
 end offsets cannot be fetched, nothing is promised and Faust recovers those partitions itself,
 as before. How Faust uses ``persisted_offset`` and what its memory store does with a batch is
-pinned by a guard test (tests/unit/test_bulk_recovery.py).
+pinned by a guard test (tests/unit/test_bulk_recovery_guard.py).
 """
 
 from __future__ import annotations

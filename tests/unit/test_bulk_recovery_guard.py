@@ -10,7 +10,7 @@ from faust.stores import memory
 
 # What the store relies on in the pinned faust-streaming (0.15.3), by the sha256 of its source:
 # - Recovery._add: a partition's recovery starts at the store's persisted_offset;
-# - Recovery._build_offsets / _seek_offsets: that offset is only ever moved forward, and seeked to;
+# - Recovery._build_offsets / _seek_offsets: that offset is only moved forward, and seeked to;
 # - Recovery._slurp_changelogs: a message at or below the offset already seen is skipped;
 # - memory.Store.apply_changelog_batch / _create_batch_iterator / on_recovery_completed: the
 #   rules ChangelogImage applies (last value wins, None deletes, keys remember their partition);
