@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -100,7 +101,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     probe = benchkit.payloads(1, seed=99)
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         env = benchkit.scorer_env(topics, args.model, app_id, args.port, tmp)
+        env["FRAUDSTREAM_WORKER__LOG_LEVEL"] = args.log_level
         command = [sys.executable, "-m", "stream_app.worker"]
+        if args.profile:  # cProfile writes its file when the worker stops (SIGTERM exits cleanly)
+            command[1:1] = ["-m", "cProfile", "-o", str(args.profile.resolve())]
         worker = benchkit.start_process(command, env, Path(tmp) / "worker.log")
         peak = PeakRss(worker.pid)
         try:
@@ -119,6 +123,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             peak_rss = peak.stop()
             benchkit.stop_process(worker)
+            if args.worker_log:
+                shutil.copyfile(Path(tmp) / "worker.log", args.worker_log)
             benchkit.delete_topics([*topics.all(), changelog])
     return {
         "machine": benchkit.machine(),
@@ -152,6 +158,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=benchkit.DEFAULT_MODEL)
     parser.add_argument("--port", type=int, default=6097)
     parser.add_argument("--output", type=Path, help="also write the JSON here")
+    parser.add_argument("--worker-log", type=Path, help="keep a copy of the worker's log here")
+    parser.add_argument(
+        "--log-level", default="WARNING", help="the worker's log level (INFO shows recovery)"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="run the worker under cProfile, writing its stats here"
+    )
     args = parser.parse_args(argv)
     result = measure(args)
     document = json.dumps(result, indent=2)

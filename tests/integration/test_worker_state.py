@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from confluent_kafka import Producer
 
 from producers.simulator import SimulatorConfig, generate_history
-from stream_app.features import FEATURE_NAMES, offline_features
+from stream_app.features import CUSTOMER_FEATURES, FEATURE_NAMES, offline_features
 from stream_app.schemas import Label, Transaction, Verdict
 from stream_app.settings import TopicNames
+from stream_app.state import encode_key
 from tests.integration.worker_helpers import metric, produce, started_worker
 from tests.kafka_helpers import (
     consume_all,
@@ -81,6 +83,95 @@ def test_customer_state_survives_a_restart(
     assert after.features["cust_amount_sum_1h"] == 150.0
     assert after.features["device_first_seen"] == 0
     assert metric(restarted, "fraudstream_transactions_scored_total") == 1
+
+
+def customer_history(customers: int, start: datetime) -> list[Transaction]:
+    """A few payments per customer, from several devices, regions and merchants, over days."""
+    regions = ["US-CA", "US-NY", "GB-LND", "DE-BE"]
+    history = []
+    for c in range(customers):
+        for i in range(2 + c % 5):
+            payment_ = payment(
+                f"h{c}-{i}", f"cust-{c}", 5.0 + 7.5 * i + c, start, f"m{(c + i) % 7}"
+            )
+            history.append(
+                payment_.model_copy(
+                    update={
+                        "timestamp": start + timedelta(hours=30 * i + c, minutes=i * c % 60),
+                        "device_id": f"dev-{c}-{i % 2}",
+                        "geo_location": regions[(c + i) % len(regions)],
+                    }
+                )
+            )
+    return sorted(history, key=lambda t: t.timestamp)
+
+
+def probe_features(
+    kafka_bootstrap: str, topics: TopicNames, probes: list[Transaction], already: int
+) -> dict[str, list[Any]]:
+    send(kafka_bootstrap, topics.transactions, probes)
+    scored = verdicts(kafka_bootstrap, topics, already + len(probes))
+    features = {}
+    for probe in probes:
+        found = scored[probe.transaction_id].features
+        assert found is not None
+        features[probe.customer_id] = [found[name] for name in CUSTOMER_FEATURES]
+    return features
+
+
+def erase(bootstrap: str, changelog: str, customer_id: str) -> None:
+    """A tombstone for the customer, in the changelog partition its states are in."""
+    key = encode_key(customer_id)
+    states = consume_all(
+        bootstrap, changelog, lambda found: any(m.key() == key for m in found), timeout=60
+    )
+    partition = next(m.partition() or 0 for m in states if m.key() == key)
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer.produce(changelog, None, key, partition=partition)
+    assert producer.flush(30) == 0
+
+
+def test_a_customer_recovered_from_the_changelog_has_every_feature_it_had_before(
+    kafka_bootstrap: str, topics: TopicNames, worker_factory: WorkerFactory, trained_model_dir: Path
+) -> None:
+    """The same history and probes on two workers, one restarted before the probes: every
+    customer feature of every probe is equal (merchant state is per process, so not compared).
+    The restarted worker read its changelog in bulk (stream_app/worker/bulk_recovery.py), and
+    one customer erased by a tombstone in the changelog starts over with no history."""
+    start = datetime.now(UTC) - timedelta(days=8)
+    history = customer_history(24, start)
+    probes = [
+        payment(f"p{c}", f"cust-{c}", 42.0, start + timedelta(days=7, hours=c), "m-new")
+        for c in range(24)
+    ]
+    straight = started_worker(worker_factory, topics, trained_model_dir)
+    send(kafka_bootstrap, topics.transactions, history)
+    verdicts(kafka_bootstrap, topics, len(history))
+    expected = probe_features(kafka_bootstrap, topics, probes, len(history))
+    assert straight.stop() == 0
+
+    other = unique_topics("restart")
+    create_topics(kafka_bootstrap, other)
+    try:
+        app_id = f"test-recover-{uuid.uuid4().hex[:8]}"
+        first = started_worker(worker_factory, other, trained_model_dir, app_id=app_id)
+        send(kafka_bootstrap, other.transactions, history)
+        verdicts(kafka_bootstrap, other, len(history))
+        assert first.stop() == 0
+        changelog = f"{app_id}-customer-state-changelog"
+        erase(kafka_bootstrap, changelog, "cust-0")
+
+        restarted = started_worker(worker_factory, other, trained_model_dir, app_id=app_id)
+        recovered = probe_features(kafka_bootstrap, other, probes, len(history))
+        log = restarted.log_path.read_text()
+        assert "changelog read in bulk" in log and "Faust recovers instead" not in log
+    finally:
+        delete_topics(kafka_bootstrap, other)
+
+    erased = recovered.pop("cust-0")
+    assert erased[CUSTOMER_FEATURES.index("cust_txn_count_30d")] == 0
+    assert expected.pop("cust-0")[CUSTOMER_FEATURES.index("cust_txn_count_30d")] > 0
+    assert recovered == expected
 
 
 def test_labels_feed_merchant_risk(

@@ -1,0 +1,222 @@
+"""The bulk-recovery store in Faust's rebalance and recovery steps (the reads are fakes)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.types import TP
+
+from stream_app.worker import bulk_recovery, changelog_read
+from stream_app.worker.bulk_recovery import BulkRecoveryStore
+from stream_app.worker.changelog_read import ChangelogImage
+from tests.unit.test_bulk_recovery import (
+    RECORDS,
+    Record,
+    ends_of,
+    messages,
+    new_app,
+    new_table,
+    recovered_by_faust,
+)
+
+
+class FakeReads:
+    """Stands in for changelog_read.read_changelog: the records' partitions, from a list."""
+
+    def __init__(self, records: Sequence[Record], failures: int = 0) -> None:
+        self.records, self.failures = records, failures
+        self.calls: list[list[int]] = []
+
+    def __call__(
+        self,
+        config: Mapping[str, Any],
+        topic: str,
+        partitions: Iterable[int],
+        image: ChangelogImage,
+        stop: threading.Event,
+        on_ends: Any = lambda ends: None,
+    ) -> ChangelogImage:
+        wanted = list(partitions)
+        self.calls.append(wanted)
+        mine = [r for r in self.records if r[0] in wanted]
+        if not image.ends:
+            image.ends = {p: ends_of(mine).get(p, 0) for p in wanted}
+        on_ends(dict(image.ends))
+        if self.failures:
+            self.failures -= 1
+            image.apply(messages(mine)[:2])  # part of it read when the broker went away
+            raise RuntimeError("no changelog message for 30 s")
+        image.apply(messages(mine))
+        return image
+
+
+def changelog_tps(table: Any) -> tuple[str, set[TP]]:
+    topic = table.changelog_topic.get_topic_name()
+    return topic, {TP(topic, p) for p in range(3)}
+
+
+def test_faust_is_told_how_far_the_store_reads_until_its_recovery_completes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = FakeReads(RECORDS)
+    monkeypatch.setattr(changelog_read, "read_changelog", reads)
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+    other = TP("transactions", 0)  # source partitions are not the store's to read
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps | {other}, set(), tps | {other})
+        assert reads.calls == [[0, 1, 2]]
+        assert {tp.partition: store.persisted_offset(tp) for tp in tps} == {0: 4, 1: 3, 2: 2}
+
+        # A new generation before recovery ran: the promise stays, nothing is read again.
+        await store.on_rebalance(tps, {TP(topic, 2)}, set())
+        assert reads.calls == [[0, 1, 2]]
+        assert store.persisted_offset(TP(topic, 2)) is None  # revoked
+        assert store.persisted_offset(TP(topic, 0)) == 4
+
+        await store.on_recovery_completed({TP(topic, 0), TP(topic, 1)}, set())
+        assert store.data["C1"] == b"\x01second"
+        assert "C5" not in store.data  # partition 2's keys: revoked, dropped as Faust drops them
+        assert all(store.persisted_offset(tp) is None for tp in tps)  # Faust's offsets now
+
+        # Assigned again later: read again from the beginning, as Faust's own recovery would.
+        await store.on_rebalance(tps, set(), {TP(topic, 2)})
+        assert reads.calls == [[0, 1, 2], [2]]
+        assert store.persisted_offset(TP(topic, 2)) == 2
+
+    asyncio.run(scenario())
+
+
+def faust_event(topic: str, partition: int, customer: str, value: bytes | None) -> Any:
+    message = SimpleNamespace(topic=topic, partition=partition, value=value)
+    return SimpleNamespace(key=customer, value=value, message=message)
+
+
+def test_keys_of_partitions_given_up_leave_the_store_as_faust_drops_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+    kept = {TP(topic, 0), TP(topic, 2)}
+    faust_store = recovered_by_faust(new_app(), table, RECORDS)
+    # A key Faust's own recovery moved to a kept partition later stays, in both stores.
+    moved = faust_event(topic, 2, "C2", b"\x01moved")
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        store.apply_changelog_batch([moved], table._to_key, table._to_value)
+        await store.on_recovery_completed(kept, set())
+        faust_store.apply_changelog_batch([moved], table._to_key, table._to_value)
+        await faust_store.on_recovery_completed(kept, set())
+
+    asyncio.run(scenario())
+    assert dict(store.data) == faust_store.data
+    assert store.data["C2"] == b"\x01moved" and "C3" not in store.data
+
+
+def test_what_faust_applies_after_the_read_ends_wins_over_the_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        # Written after the ends were taken, so Faust's own recovery applies them (first).
+        later = [faust_event(topic, 0, "C1", b"\x01third"), faust_event(topic, 2, "C5", None)]
+        store.apply_changelog_batch(later, table._to_key, table._to_value)
+        await store.on_recovery_completed(tps, set())
+
+    asyncio.run(scenario())
+    assert store.data["C1"] == b"\x01third" and "C5" not in store.data
+    assert store.data["C2"] == b"\x01two"
+
+
+def test_a_tombstone_faust_applies_into_an_empty_store_is_not_undone_by_the_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        erased = [faust_event(topic, 2, "C5", None)]
+        store.apply_changelog_batch(erased, table._to_key, table._to_value)
+        await store.on_recovery_completed(tps, set())
+
+    asyncio.run(scenario())
+    assert "C5" not in store.data and store.data["C1"] == b"\x01second"
+
+
+def test_two_recoveries_completing_at_once_add_each_read_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+
+    async def scenario() -> None:
+        await store.on_rebalance({TP(topic, 0)}, set(), {TP(topic, 0)})
+        await store.on_rebalance(tps, set(), {TP(topic, 1), TP(topic, 2)})
+        assert len(store._pending) == 2
+        await asyncio.gather(
+            store.on_recovery_completed(tps, set()), store.on_recovery_completed(tps, set())
+        )
+
+    asyncio.run(scenario())
+    assert (
+        store._pending == []
+        and dict(store.data) == recovered_by_faust(new_app(), table, RECORDS).data
+    )
+    assert sorted(len(keys) for keys in store._read_keys.values()) == [2, 2, 3]
+
+
+def test_a_failed_read_is_read_again_before_recovery_completes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = FakeReads(RECORDS, failures=1)
+    monkeypatch.setattr(changelog_read, "read_changelog", reads)
+    monkeypatch.setattr(bulk_recovery, "RETRY_SECONDS", 0.0)
+    table = new_table(new_app())
+    _, tps = changelog_tps(table)
+
+    async def scenario() -> None:
+        await table.data.on_rebalance(tps, set(), tps)
+        await table.data.on_recovery_completed(tps, set())
+
+    asyncio.run(scenario())
+    assert reads.calls == [[0, 1, 2], [0, 1, 2]]
+    faust_store = recovered_by_faust(new_app(), table, RECORDS)
+    assert dict(table.data.data) == faust_store.data
+
+
+def test_without_end_offsets_in_time_nothing_is_promised_and_faust_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unreachable(*args: Any) -> ChangelogImage:
+        raise RuntimeError("broker unreachable")
+
+    monkeypatch.setattr(changelog_read, "read_changelog", unreachable)
+    table = new_table(new_app())
+    _, tps = changelog_tps(table)
+    asyncio.run(table.data.on_rebalance(tps, set(), tps))
+    assert all(table.data.persisted_offset(tp) is None for tp in tps)
+    assert dict(table.data.data) == {}
+
+
+def test_the_table_uses_the_bulk_store() -> None:
+    assert type(new_table(new_app()).data) is BulkRecoveryStore
