@@ -14,31 +14,20 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import faust
 from faust.types import TP, EventT
-from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
-from yarl import URL
+from prometheus_client import Gauge
 
 from stream_app.kafka import faust_credentials
 from stream_app.scoring import thresholds_for
 from stream_app.settings import Settings
-from stream_app.validation import RawRecord, Rejection, parse_transaction
+from stream_app.validation import RawRecord
 from stream_app.worker import bulk_recovery
+from stream_app.worker.http_api import add_views
 from stream_app.worker.kafka_transport import InlineHandOverTransport
-from stream_app.worker.openapi import Health, docs_page, openapi_document
 from stream_app.worker.parts import WorkerParts
-from stream_app.worker.predict_routing import (
-    FORWARDED_HEADER,
-    Forwarded,
-    Unavailable,
-    forward,
-    owner_of,
-    partition_for,
-)
 from stream_app.worker.publisher import BatchDelivery, VerdictPublisher
 from stream_app.worker.watchdog import ProgressWatchdog, install_watchdog
 
@@ -84,7 +73,7 @@ def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
         stalls=parts.scorer.metrics.partition_stalls,
         lag=parts.scorer.metrics.consumer_lag,
     )
-    _add_views(app, parts, settings, watchdog)
+    add_views(app, parts, settings, watchdog, CUSTOMER_TABLE)
     return app
 
 
@@ -309,106 +298,3 @@ def _exit_without_acknowledging(what: str, exc: Exception) -> NoReturn:
     log.critical("%s, exiting for a restart: %r", what, exc, exc_info=exc)
     logging.shutdown()
     os._exit(EXIT_UNACKNOWLEDGED)
-
-
-# /predict answers: a client error's status by rejection reason (the body names the fields);
-# schema_violation and timestamp_out_of_range are 422.
-REJECTION_STATUS = {
-    "oversized": 413,
-    "invalid_encoding": 400,
-    "invalid_json": 400,
-    "duplicate_transaction_id": 409,  # the customer already had this transaction id
-}
-UNPROCESSABLE = 422
-
-
-class PredictOwner:
-    """Finds the worker that owns a customer's partition and forwards /predict to it."""
-
-    def __init__(self, app: faust.App, settings: Settings) -> None:
-        self.app = app
-        self.partitions = settings.kafka.partitions
-        self.timeout_s = settings.worker.predict_forward_timeout_seconds
-        self.me = str(app.conf.canonical_url)
-
-    async def answer(self, customer_id: str, body: bytes) -> Forwarded | Unavailable | None:
-        """The owner's answer, why there is none, or None when this worker is the owner."""
-        table = self.app.tables[CUSTOMER_TABLE]
-        topic = table.changelog_topic.get_topic_name()
-        partition = partition_for(customer_id, self.partitions)
-        distribution = self.app.router.table_metadata(CUSTOMER_TABLE)
-        owner_url = owner_of(distribution, topic, partition)
-        if owner_url is None:
-            return Unavailable(
-                "owner_unknown", f"no worker holds partition {partition} now (rebalancing?)"
-            )
-        if URL(owner_url) == URL(self.me):
-            return None
-        return await forward(self.app.http_client, owner_url, body, self.me, self.timeout_s)
-
-
-def _add_views(
-    app: faust.App, parts: WorkerParts, settings: Settings, watchdog: ProgressWatchdog
-) -> None:
-    scorer = parts.scorer
-    owner = PredictOwner(app, settings)
-    transactions_topic = settings.kafka.topics.transactions
-
-    @app.page("/predict")
-    class Predict(View):
-        """The original request/response API, on the same features and model as the stream."""
-
-        async def post(self, request: Request) -> Response:
-            body = await request.read()  # aiohttp refuses bodies over 1 MiB with a 413 itself
-            parsed = parse_transaction(body, datetime.now(UTC))
-            if not isinstance(parsed, Rejection) and FORWARDED_HEADER not in request.headers:
-                routed = await owner.answer(parsed.customer_id, body)
-                if isinstance(routed, Forwarded):
-                    scorer.metrics.predict_requests.labels("forwarded").inc()
-                    return self.bytes(
-                        routed.body, content_type=routed.content_type, status=routed.status
-                    )
-                if isinstance(routed, Unavailable):
-                    scorer.metrics.predict_requests.labels(routed.reason).inc()
-                    return self.json({"reason": routed.reason, "error": routed.error}, status=503)
-            answer = parsed if isinstance(parsed, Rejection) else scorer.predict(parsed)
-            if isinstance(answer, Rejection):
-                scorer.metrics.predict_requests.labels(answer.reason).inc()
-                status = REJECTION_STATUS.get(answer.reason, UNPROCESSABLE)
-                return self.json({"reason": answer.reason, "error": answer.error}, status=status)
-            scorer.metrics.predict_requests.labels(answer.decision).inc()
-            return self.json(answer.model_dump(mode="json", exclude_none=True))
-
-    @app.page("/openapi.json")
-    async def openapi(self: View, request: Request) -> Response:
-        return self.json(openapi_document())
-
-    @app.page("/docs")
-    async def docs(self: View, request: Request) -> Response:
-        return self.html(docs_page())
-
-    @app.page("/metrics")
-    async def metrics(self: View, request: Request) -> Response:
-        body = generate_latest(scorer.metrics.registry)
-        return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    @app.page("/health")
-    async def health(self: View, request: Request) -> Response:
-        assignment = app.consumer.assignment() if app.consumer is not None else set()
-        assigned = len(assignment)
-        owned = sorted(tp.partition for tp in assignment if tp.topic == transactions_topic)
-        labels_caught_up = parts.labels.caught_up.is_set()
-        rules_caught_up = parts.rules is None or parts.rules.caught_up.is_set()
-        ready = assigned > 0 and labels_caught_up and rules_caught_up and not watchdog.stalled
-        status = 200 if ready else 503
-        answer = Health(
-            live=True,
-            ready=ready,
-            assigned_partitions=assigned,
-            transactions_partitions=owned,
-            labels_caught_up=labels_caught_up,
-            rules_caught_up=rules_caught_up,
-            model_name=scorer.model.metadata.name,
-            model_version=scorer.model.metadata.version,
-        )
-        return self.json(answer.model_dump(), status=status)
