@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from producers.simulator import SimulatorConfig, iter_events
 from stream_app.schemas import Transaction
 from stream_app.validation import (
+    _CANONICAL_TRANSACTION,
     Rejection,
     _canonical_transaction,
     parse_transaction,
@@ -132,7 +133,9 @@ def test_timestamps_parse_to_the_same_instant_and_zone() -> None:
 def test_text_fields_agree_at_every_bound() -> None:
     texts = ["a", " a ", " ", "   ", "", "a" * 64, "a" * 65, "a" * 128, "a" * 129, 'q"uote']
     texts += ["back\\slash", "tab\there", "new\nline", "é", "\u200b", "\x7f", "~!#[]{}", "\u3000"]
-    for field in ("transaction_id", "merchant_category", "geo_location", "merchant_id"):
+    # every text field at its length bounds: a schema that tightens one fails here
+    text_fields = ["transaction_id", "customer_id", "merchant_category", "transaction_type"]
+    for field in [*text_fields, "device_id", "geo_location", "merchant_id"]:
         for text in texts:
             assert_same_outcome(compact(canonical(**{field: text})))
     for currency in ("INR", "inr", "IN", "INRR", "IN1", None, ...):
@@ -154,6 +157,10 @@ def test_shapes_around_the_canonical_one_agree() -> None:
     assert_same_outcome(b" \t\r\n" + compact(base) + b"\n ")
     assert_same_outcome(compact(base) + b"x")
     assert_same_outcome(compact(base).replace(b'"t-1"', b'"t\\u002d1"'))  # an escape
+
+
+def test_the_fast_path_reads_the_fields_in_the_models_order() -> None:
+    assert list(_CANONICAL_TRANSACTION.groupindex) == list(Transaction.model_fields)
 
 
 def test_built_transactions_carry_the_slots_pydantic_models_have() -> None:
