@@ -217,6 +217,7 @@ def run_demo(demo: Demo) -> None:
     demo.ensure_mlflow()
     with demo.step("recreating the topics empty"):
         reset_topics(settings.kafka, settings.kafka.topics.all())
+    demo.put_shadow_rules(env)  # here, not after the re-plan below: it takes a few seconds
     with demo.step(f"writing {HISTORY_DAYS} days of history to {demo.paths.store}"):
         write_history(plan, LocalStore(demo.paths.store))
     version = demo.champion_for(plan, env)
@@ -227,7 +228,6 @@ def run_demo(demo: Demo) -> None:
     )
     log.info("plan %s", json.dumps(plan.describe()))
     env.update(plan.service_env())
-    demo.put_shadow_rules(env)
     demo.start_services(env)
     demo.observer = Observer(settings, LocalStore(demo.paths.store), plan)
     for rule in DEMO_SHADOW_RULES:  # listed from the start, with no hit yet
