@@ -9,6 +9,11 @@ worker's switch to it. It stops every process it started on exit and on Ctrl-C, 
 summary (``--json FILE`` also writes it) and exits non-zero if a transaction it produced got
 neither a verdict nor a dead letter.
 
+Rules (docs/rules.md): before the worker starts, the demo puts a shadow velocity rule on
+``fraud-rules`` with ``fraudstream-rules put`` (``deploy/demo/shadow.py``); the live view and
+the summary show, per shadow rule, its hits so far and its precision among the hits whose label
+has arrived ("n/a" until one has).
+
 How the loop closes in a few minutes: the live part spans LIVE_DAYS simulated days (the
 population is sized from RATE x DURATION), after a warm-up of WARMUP_DAYS days sent at full
 speed so the worker's 30-day features are warm. Labels arrive 30 minutes to 6 hours after

@@ -26,6 +26,7 @@ def dashboard(tally: Tally, plan: Plan, phase: str, elapsed: float) -> Renderabl
     return Group(
         _header(tally, plan, phase, elapsed),
         _traffic_table(tally),
+        _shadow_table(tally),
         _drift_table(tally, plan),
         _loop_table(tally, plan),
         _alerts_table(tally),
@@ -75,6 +76,26 @@ def _traffic_table(tally: Tally) -> Table:
         f"{len(tally.labels):,}",
         by_version or "-",
     )
+    return table
+
+
+def _shadow_table(tally: Tally) -> Table:
+    """Shadow rules (never acted on): how often each would have fired, and how often rightly
+    among the hits whose label has arrived."""
+    table = Table(title="shadow rules (would have fired; not acted on)", expand=True)
+    for column in ("rule", "hits", "labelled hits", "frauds", "precision"):
+        table.add_column(column, justify="left" if column == "rule" else "right")
+    for stat in tally.shadow_rules():
+        precision = "n/a" if stat.precision is None else f"{stat.precision:.3f}"
+        table.add_row(
+            stat.rule_id,
+            f"{stat.hits:,}",
+            f"{stat.labelled_hits:,}",
+            f"{stat.frauds:,}",
+            precision,
+        )
+    if not tally.shadow_hits:
+        table.add_row("-", "no shadow rule seen", "", "", "")
     return table
 
 
@@ -183,7 +204,7 @@ class Display:
             self.next_line = time.monotonic() + 10
             log.info(
                 "phase=%s elapsed=%.0f transactions=%d verdicts=%d model=v%s windows=%d "
-                "drifted=%d requests=%d promotions=%d",
+                "drifted=%d requests=%d promotions=%d shadow=%s",
                 phase,
                 elapsed,
                 tally.transactions,
@@ -193,6 +214,8 @@ class Display:
                 sum(window.drifted for window in tally.windows),
                 len(tally.requests),
                 len(tally.updates),
+                ",".join(f"{s.rule_id}:{s.hits}/{s.precision_text()}" for s in tally.shadow_rules())
+                or "-",
             )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from deploy.demo.planner import CAUGHT_UP_MS, NEW_CATEGORIES, RECENT, Plan
+from deploy.demo.shadow import ShadowRuleStat, shadow_hits_of, shadow_rule_stats
 from stream_app.schemas import ModelUpdate, RetrainRequest
 from stream_app.settings import Settings
 from stream_app.store import ObjectStore
@@ -84,6 +85,9 @@ class Tally:
     requests: list[tuple[RetrainRequest, datetime]] = field(default_factory=list)
     updates: list[tuple[ModelUpdate, datetime]] = field(default_factory=list)
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # shadow rule id -> transactions it would have fired on (a set: a verdict written twice
+    # after a rebalance counts once)
+    shadow_hits: dict[str, set[str]] = field(default_factory=dict)
     events: dict[str, Event] = field(default_factory=dict)
     last_version: str = "-"
     last_event_time: datetime | None = None
@@ -100,6 +104,10 @@ class Tally:
         """What the training consumer waits for, as seen on the topics (the lake lags a little)."""
         oldest = datetime.min.replace(tzinfo=UTC)
         return sum(self.timestamps.get(tid, oldest) >= since for tid in self.fraud_labelled)
+
+    def shadow_rules(self) -> list[ShadowRuleStat]:
+        """Per shadow rule: hits so far and precision against the labels arrived so far."""
+        return shadow_rule_stats(self.shadow_hits, self.labels)
 
     def note(self, name: str, event: Event) -> None:
         """First occurrence only: the timeline records when something first happened."""
@@ -227,6 +235,8 @@ class Observer:
         tally.flagged[identifier] = decision != "approve"
         tally.version_of[identifier] = version
         tally.latencies.append(float(decoded.get("latency_ms", 0.0)))
+        for rule_id in shadow_hits_of(decoded):
+            tally.shadow_hits.setdefault(rule_id, set()).add(identifier)
         tally.last_event_time = _parse_time(decoded.get("event_time"))
         partition, latency = message.partition() or 0, float(decoded.get("latency_ms", 0.0))
         live = tally.last_event_time is not None and tally.last_event_time >= self.live_from

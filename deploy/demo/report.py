@@ -61,6 +61,7 @@ def summary(
         "verdicts_by_version": dict(tally.versions),
         "quality": quality(tally),
         "quality_by_version": {version: quality(tally, [version]) for version in versions},
+        "shadow_rules": {stat.rule_id: stat.to_dict() for stat in tally.shadow_rules()},
         "drift": {
             "windows_checked": len(tally.windows),
             "windows_drifted": sum(window.drifted for window in tally.windows),
@@ -111,6 +112,10 @@ def summary_tables(result: dict[str, Any]) -> list[Table]:
             (f"  model v{version}", _pr(value))
             for version, value in result["quality_by_version"].items()
         ),
+        *(
+            (f"shadow rule {rule_id}: hits / precision", _shadow(value))
+            for rule_id, value in result["shadow_rules"].items()
+        ),
         ("drift windows checked / drifted", _checked(result["drift"])),
         (
             "retrain requests / promotions",
@@ -134,6 +139,12 @@ def _pr(value: dict[str, Any]) -> str:
     precision, recall = value["precision"], value["recall"]
     shown = [f"{x:.3f}" if x is not None else "-" for x in (precision, recall)]
     return f"{shown[0]} / {shown[1]} ({value['labelled_verdicts']:,} labelled)"
+
+
+def _shadow(value: dict[str, Any]) -> str:
+    precision = value["precision"]
+    shown = "n/a" if precision is None else f"{precision:.3f}"
+    return f"{value['hits']:,} / {shown} ({value['labelled_hits']:,} labelled)"
 
 
 def _checked(drift: dict[str, Any]) -> str:

@@ -36,6 +36,7 @@ from deploy.demo.runs import (
     restore_champion,
     write_history,
 )
+from deploy.demo.shadow import DEMO_SHADOW_RULES, put_command, write_rules_file
 from deploy.stack import (
     Service,
     Stack,
@@ -129,6 +130,14 @@ class Demo:
             wait_until(lambda: worker_ready(url), WORKER_STARTUP_SECONDS, "the worker", [worker])
         return worker
 
+    def put_shadow_rules(self, env: dict[str, str]) -> None:
+        """The demo's shadow rule on fraud-rules before the worker starts (it reads the topic
+        to its end before it reports ready), with the rules CLI as a person would put one."""
+        ids = ", ".join(str(rule["rule_id"]) for rule in DEMO_SHADOW_RULES)
+        with self.step(f"putting the shadow rule {ids} on fraud-rules (fraudstream-rules put)"):
+            rules_file = write_rules_file(self.paths.root / "shadow-rules.jsonl")
+            self.run_once("rules-put", put_command(rules_file), env)
+
     def send_malformed(self) -> None:
         """Three bad messages, to show the dead-letter path."""
         producer = Producer(self.settings.kafka.confluent_config())
@@ -208,6 +217,7 @@ def run_demo(demo: Demo) -> None:
     demo.ensure_mlflow()
     with demo.step("recreating the topics empty"):
         reset_topics(settings.kafka, settings.kafka.topics.all())
+    demo.put_shadow_rules(env)  # here, not after the re-plan below: it takes a few seconds
     with demo.step(f"writing {HISTORY_DAYS} days of history to {demo.paths.store}"):
         write_history(plan, LocalStore(demo.paths.store))
     version = demo.champion_for(plan, env)
@@ -220,5 +230,7 @@ def run_demo(demo: Demo) -> None:
     env.update(plan.service_env())
     demo.start_services(env)
     demo.observer = Observer(settings, LocalStore(demo.paths.store), plan)
+    for rule in DEMO_SHADOW_RULES:  # listed from the start, with no hit yet
+        demo.observer.tally.shadow_hits.setdefault(str(rule["rule_id"]), set())
     demo.send_malformed()
     demo.stream(plan, env, demo.observer)

@@ -52,6 +52,7 @@ DEMO_TIMEOUT_SECONDS = 480
 NEW_CATEGORIES = {"crypto_exchange", "ev_charging"}
 MODEL_NAME = "fraudstream-xgb"
 SWAP_SECONDS = 30  # load + validate a version, then the next batch
+DEMO_SHADOW_RULE = "demo-shadow-burst-1h"  # deploy/demo/shadow.py
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,25 @@ def test_precision_and_recall_are_those_of_the_labelled_verdicts(demo: DemoRun) 
     assert quality["true_positives"] == hits
     assert quality["precision"] == round(hits / sum(flag for flag, _ in pairs), 4)
     assert quality["recall"] == round(hits / sum(fraud for _, fraud in pairs), 4)
+
+
+def test_shadow_rule_hits_and_precision_are_those_of_the_topics(demo: DemoRun) -> None:
+    """Issue 14: the demo put its shadow rule with ``fraudstream-rules put``, the worker applied
+    it (verdicts list its hits), and the summary's hits and precision are the topics' join."""
+    truth = {label["transaction_id"]: bool(label["is_fraud"]) for label in demo.labels}
+    hits: dict[str, set[str]] = {}
+    for verdict in demo.verdicts:
+        for rule_id in verdict.get("shadow_rule_hits", []):
+            hits.setdefault(rule_id, set()).add(verdict["transaction_id"])
+    assert hits.get(DEMO_SHADOW_RULE), "the demo's shadow rule never fired"
+    for rule_id, transactions in hits.items():
+        labelled = [truth[tid] for tid in transactions if tid in truth]
+        shown = demo.summary["shadow_rules"][rule_id]
+        assert (shown["hits"], shown["labelled_hits"]) == (len(transactions), len(labelled))
+        assert shown["frauds"] == sum(labelled)
+        expected = round(sum(labelled) / len(labelled), 4) if labelled else None
+        assert shown["precision"] == expected
+    assert {v["rules_version"] for v in demo.verdicts} != {None}
 
 
 # ---------------------------------------------------------------------------------------------
