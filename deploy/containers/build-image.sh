@@ -51,12 +51,19 @@ add_engine_args() {
     fi
 }
 
+build() {
+    "$ENGINE" build --network=host "${BUILD_ARGS[@]}" -f "$REPO_ROOT/deploy/Dockerfile" "$@" "$REPO_ROOT"
+}
+
 main() {
     local started=$SECONDS
     add_base_image_arg
     add_engine_args
     log "$ENGINE build -> $IMAGE"
-    "$ENGINE" build --network=host "${BUILD_ARGS[@]}" -f "$REPO_ROOT/deploy/Dockerfile" -t "$IMAGE" "$REPO_ROOT"
+    # The build stage is tagged too: untagged, its layers (the dependency layer among them) would
+    # be pruned below, and the next build would reinstall every dependency.
+    build --target=build -t "$IMAGE-build"
+    build -t "$IMAGE"
     "$ENGINE" image prune -f >/dev/null
     log "built $IMAGE in $((SECONDS - started)) s"
 }
