@@ -11,7 +11,7 @@ MODEL_DIR ?= .local/models/champion
 DURATION ?= 180
 RATE ?= 200
 
-.PHONY: help venv up down status model demo test test-unit lint format bench lock clean prometheus check-config tools s3-up
+.PHONY: help venv up down status model demo test test-unit lint format bench lock clean prometheus check-config tools s3-up engine base-image image
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,11 +45,12 @@ demo: venv up ## the whole loop live: MLflow, worker, drift, lake writer, traine
 prometheus: ## install Debian's prometheus + promtool if missing (apt-get, needs root)
 	bash deploy/prometheus/install.sh
 
-check-config: prometheus ## promtool: scrape config, alert rules and the rules' unit tests
+check-config: prometheus venv ## promtool (scrape config, rules, rule tests) and a real compose config check
 	promtool check config deploy/prometheus/prometheus.yml
 	promtool check config deploy/prometheus/compose.yml
 	promtool check rules deploy/prometheus/rules.yml
 	promtool test rules deploy/prometheus/rules_test.yml
+	bash deploy/containers/check-compose.sh
 
 tools: ## actionlint into .local/bin and a check for terraform, for the deployment checks
 	bash deploy/tools/install-actionlint.sh
@@ -58,7 +59,17 @@ tools: ## actionlint into .local/bin and a check for terraform, for the deployme
 s3-up: ## local S3-compatible server (s3proxy); eval "$$(deploy/s3/s3proxy.sh env)" to use it
 	bash deploy/s3/s3proxy.sh start
 
-test: venv up prometheus tools ## run every test (unit and integration, on the real broker)
+engine: ## a container engine that runs here: docker if one answers, else podman (apt-get)
+	bash deploy/containers/install-podman.sh
+	@echo "engine: $$(deploy/containers/engine)"
+
+base-image: engine ## the local python 3.11 bookworm base (debootstrap), for machines without a registry
+	bash deploy/containers/base-image.sh
+
+image: engine ## build deploy/Dockerfile as fraudstream:local (docs/containers.md)
+	bash deploy/containers/build-image.sh
+
+test: venv up prometheus tools image ## run every test (unit and integration, on the real broker)
 	$(BIN)/pytest
 
 test-unit: venv ## run the tests that need no broker
