@@ -90,10 +90,26 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
         the start only repeats uncommitted transactions, within the duplicate bound.
         """
         committed = await super().seek_to_committed()
+        self._committed_at_seek = {tp: offset for tp, offset in committed.items() if offset}
         uncommitted = [tp for tp, offset in committed.items() if not offset]
         if uncommitted:
             await self._thread.seek_to_beginning(*uncommitted)
         return committed
+
+    def processed_offset(self, tp: TP) -> int | None:
+        """The next offset of ``tp`` that still has to be processed, as far as this worker
+        knows: the offset it last committed (Faust's monitor records every commit) or, before
+        its first commit, the committed offset it found at the last seek-back. None if the
+        partition has no commit at all.
+
+        Unlike the fetch position, this does not move for records that were fetched and then
+        never scored (issue 17): the progress watchdog watches both."""
+        known = (
+            self.app.monitor.tp_committed_offsets.get(tp),
+            getattr(self, "_committed_at_seek", {}).get(tp),
+        )
+        offsets = [offset for offset in known if offset]
+        return max(offsets) if offsets else None
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         consumer_should_stop = cast(Service, self)._stopped.is_set

@@ -122,3 +122,39 @@ def test_guard_aiokafka_seek_to_committed_skips_partitions_without_a_commit() ->
     assert "if offset and offset > 0:" in inspect.getsource(AIOKafkaConsumer.seek_to_committed)
     thread_seek = inspect.getsource(AIOKafkaConsumerThread.seek_to_committed)
     assert "self._ensure_consumer().seek_to_committed" in thread_seek
+
+
+class FakeMonitor:
+    def __init__(self, committed: dict[TP, int]) -> None:
+        self.tp_committed_offsets = committed
+
+
+class FakeApp:
+    def __init__(self, committed: dict[TP, int]) -> None:
+        self.monitor = FakeMonitor(committed)
+
+
+def test_processed_offset_is_the_later_of_the_last_commit_and_the_commit_found_at_the_seek() -> (
+    None
+):
+    consumer = InlineHandOverConsumer.__new__(InlineHandOverConsumer)
+    consumer._thread = FakeThread({TP("t", 0): 700, TP("t", 1): None, TP("t", 2): 300})  # type: ignore[assignment]
+    consumer.app = FakeApp({TP("t", 2): 450, TP("t", 0): 200})  # type: ignore[assignment]
+    asyncio.run(consumer.seek_to_committed())
+    assert consumer.processed_offset(TP("t", 0)) == 700  # an older commit of ours is stale
+    assert consumer.processed_offset(TP("t", 1)) is None  # never committed by anyone
+    assert consumer.processed_offset(TP("t", 2)) == 450  # committed since the seek
+
+
+def test_guard_faust_reports_every_commit_to_the_monitor() -> None:
+    """processed_offset reads the commits from Faust's monitor: the pinned faust-streaming
+    tells the monitor of every commit, and the monitor keeps them per partition."""
+    import inspect
+
+    from faust.sensors.monitor import Monitor
+    from faust.transport.consumer import Consumer
+
+    assert "self.app.monitor.on_tp_commit(committable_offsets)" in inspect.getsource(
+        Consumer._commit_offsets
+    )
+    assert "self.tp_committed_offsets.update(tp_offsets)" in inspect.getsource(Monitor.on_tp_commit)
