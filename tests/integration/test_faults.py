@@ -37,7 +37,6 @@ import pytest
 from stream_app.schemas import Transaction
 from stream_app.settings import TopicNames
 from stream_app.worker.app import EXIT_UNACKNOWLEDGED, MAX_BATCHES_IN_FLIGHT
-from stream_app.worker.watchdog import EXIT_STALLED
 from tests.integration.fault_helpers import (
     ConfirmedProducer,
     SeparateBroker,
@@ -48,6 +47,7 @@ from tests.integration.fault_helpers import (
     mismatched_features,
     offline_recovered_features,
     partition_progress,
+    scored_restarting_on_stalls,
     simulated_transactions,
 )
 from tests.integration.worker_helpers import metric, ready
@@ -378,36 +378,6 @@ def test_scale_out_and_in_mid_stream_moves_state_with_partitions(
 
 # --- 4. a bug raises while a batch is scored ------------------------------------------------------
 
-
-def scored_restarting_on_stalls(
-    producer: ConfirmedProducer,
-    reader: VerdictReader,
-    worker: WorkerProcess,
-    restart: Callable[[], WorkerProcess],
-    timeout: float,
-) -> tuple[WorkerProcess, int]:
-    """Wait until every acknowledged transaction has a verdict, restarting the worker, as its
-    supervisor would, whenever its progress watchdog makes it exit (code 75). The worker that
-    finished the job and how many restarts that took; the test reports them, so a run the
-    watchdog had to rescue is told from a clean one."""
-    producer.join(120)
-    deadline, restarts = time.monotonic() + timeout, 0
-    while not producer.acked <= set(reader.read_available().counts):
-        if worker.process.poll() is not None:
-            assert worker.process.returncode == EXIT_STALLED, worker.log_tail()
-            restarts += 1
-            assert restarts <= MAX_WATCHDOG_RESTARTS, "the watchdog fired again and again"
-            worker = restart()
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for every acknowledged transaction: "
-                f"{len(reader.log.counts)} transactions scored, {reader.log.duplicates} dups, "
-                f"{restarts} watchdog restarts"
-            )
-    return worker, restarts
-
-
-MAX_WATCHDOG_RESTARTS = 2
 
 # Loaded by the worker's interpreter (``sitecustomize`` on its PYTHONPATH): the first batch that
 # holds the marked transaction raises, as a bug in the scoring code would; the flag file makes
