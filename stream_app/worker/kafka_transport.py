@@ -13,7 +13,9 @@ only if it does have to wait does it hand the rest to Faust's own interruptible 
 exactly as before. Everything else in the loop is Faust 0.15's code, unchanged.
 
 The consumer also rewinds partitions that have no committed offset when Faust seeks back to
-the committed offsets (:meth:`InlineHandOverConsumer.seek_to_committed`, issue 17).
+the committed offsets (:meth:`InlineHandOverConsumer.seek_to_committed`), and holds a stream's
+records back from a seek-back until Faust has resumed flow control, which empties the stream
+queues (:meth:`InlineHandOverConsumer.perform_seek`): issue 17's unscored records.
 """
 
 from __future__ import annotations
@@ -75,6 +77,42 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
     ``_drain_messages`` is Faust 0.15.3's, split in three for reading; the one change is the
     call to :meth:`_hand_over` where Faust awaits ``wait_first``.
     """
+
+    _holding = False  # from a seek-back until Faust resumes flow control: see perform_seek
+    _held_back = False  # records were held back: seek back once more before delivering
+    _watching_flow_control = False
+
+    async def perform_seek(self) -> None:
+        """Faust's seek-back, with stream records held back until Faust resumes flow control.
+
+        Faust's recovery seeks back (this method) and then resumes flow control, and resuming
+        empties every stream's queue (mode's ``FlowControlEvent.resume`` clears the queues,
+        which Faust's channels create with ``clear_on_resume``). Records the fetcher delivered
+        in between (it runs on during the seek's broker round trips) were thrown away unscored:
+        fetched after the seek, nothing read them again, and Faust's next delivery of that
+        partition looked like a jump in offsets, which it records as a gap and commits past
+        (issue 17: counts of the records fetched, delivered and scored per partition showed
+        it). So nothing of a stream is delivered from here until flow control is resumed, and
+        what was held back is read again by one more seek-back once it is.
+        """
+        self._watch_flow_control()
+        self._holding = True
+        await super().perform_seek()
+
+    def _watch_flow_control(self) -> None:
+        """Release held records when Faust resumes flow control (after it cleared the queues)."""
+        if self._watching_flow_control:
+            return
+        self._watching_flow_control = True
+        flow_control = self.app.flow_control
+        resume = flow_control.resume
+
+        def resume_then_release() -> None:
+            resume()
+            self._holding = False
+
+        # On this app's own FlowControlEvent instance; pinned by a guard test.
+        setattr(flow_control, "resume", resume_then_release)  # noqa: B010
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek every assigned partition to its committed offset, and those that have none (or
@@ -145,6 +183,13 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
     async def _deliver_fetched(self, fetched: AsyncIterator[tuple[TP, Message]]) -> None:
         since_yield = 0
         async for tp, message in fetched:
+            if self._holding and self.app.topics.acks_enabled_for(message.topic):
+                self._held_back = True  # a stream's record, while its queue is to be cleared
+                continue
+            if self._held_back and not self._holding:  # released: read the held ones again
+                self._held_back = False
+                await super().perform_seek()
+                return  # the rest of this fetch is from before that seek: it comes again
             since_yield += 1
             if since_yield > YIELD_EVERY:
                 await asyncio.sleep(0)

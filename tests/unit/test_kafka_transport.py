@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
-from faust.types import TP
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, Message
 
 from stream_app.worker.kafka_transport import InlineHandOverConsumer, run_until_first_wait
 
@@ -158,3 +161,78 @@ def test_guard_faust_reports_every_commit_to_the_monitor() -> None:
         Consumer._commit_offsets
     )
     assert "self.tp_committed_offsets.update(tp_offsets)" in inspect.getsource(Monitor.on_tp_commit)
+
+
+class FakeTopics:
+    @staticmethod
+    def acks_enabled_for(topic: str) -> bool:
+        return not topic.endswith("-changelog")
+
+
+class FakeFlowControl:
+    def __init__(self) -> None:
+        self.resumed = 0
+
+    def resume(self) -> None:
+        self.resumed += 1
+
+
+class HoldingConsumer(InlineHandOverConsumer):
+    """The hold-back logic alone: Faust's seek-back and hand-over recorded, no broker."""
+
+    def __init__(self) -> None:  # no Faust service set-up
+        self.flow_control = FakeFlowControl()
+        self.app = SimpleNamespace(topics=FakeTopics(), flow_control=self.flow_control)  # type: ignore[assignment]
+        self.delivered: list[tuple[str, int]] = []
+        self.seeks = 0
+
+    async def _deliver(self, tp: TP, message: Message) -> None:
+        self.delivered.append((tp.topic, message.offset))
+
+    async def _faust_perform_seek(self) -> None:
+        self.seeks += 1
+
+
+def fetched_records(*records: tuple[str, int]) -> AsyncIterator[tuple[TP, Message]]:
+    async def records_() -> AsyncIterator[tuple[TP, Message]]:
+        for topic, offset in records:
+            yield TP(topic, 0), SimpleNamespace(topic=topic, offset=offset)  # type: ignore[misc]
+
+    return records_()
+
+
+def test_from_a_seek_back_until_flow_control_resumes_stream_records_are_held_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = HoldingConsumer()
+    monkeypatch.setattr(
+        aiokafka_driver.Consumer, "perform_seek", HoldingConsumer._faust_perform_seek
+    )
+    asyncio.run(consumer.perform_seek())  # Faust's recovery: seek back...
+    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("t-changelog", 9))))
+    assert consumer.delivered == [("t-changelog", 9)]  # the changelog's records still flow
+    consumer.app.flow_control.resume()  # ...then resume flow control (it empties the queues)
+    assert consumer.flow_control.resumed == 1
+    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 6), ("tx", 7))))
+    assert consumer.seeks == 2  # the held record is read again: one more seek-back first
+    assert consumer.delivered == [("t-changelog", 9)]  # and the rest of that fetch is stale
+    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("tx", 6))))
+    assert consumer.delivered == [("t-changelog", 9), ("tx", 5), ("tx", 6)]
+    assert consumer.seeks == 2
+
+
+def test_guard_faust_empties_the_stream_queues_when_it_resumes_flow_control_after_seeking() -> None:
+    """Why perform_seek holds records back, in the pinned mode and faust-streaming: resuming
+    flow control clears the queues, Faust's channel queues ask for that, and the recovery
+    resumes flow control after its seek-back."""
+    import inspect
+
+    from faust.channels import Channel
+    from faust.tables.recovery import Recovery
+    from mode.utils.queues import FlowControlEvent
+
+    assert "self.clear()" in inspect.getsource(FlowControlEvent.resume)
+    assert "clear_on_resume=True" in inspect.getsource(Channel)
+    for step in (Recovery.on_recovery_completed, Recovery._resume_streams):
+        source = inspect.getsource(step)
+        assert source.index("perform_seek()") < source.index("flow_control.resume()"), step
