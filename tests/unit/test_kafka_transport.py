@@ -178,7 +178,7 @@ class FakeFlowControl:
 
 
 class HoldingConsumer(InlineHandOverConsumer):
-    """The seek-again logic alone: Faust's seek-back and hand-over recorded, no broker."""
+    """The hold-back logic alone: Faust's seek-back and hand-over recorded, no broker."""
 
     def __init__(self) -> None:  # no Faust service set-up
         self.flow_control = FakeFlowControl()
@@ -201,37 +201,24 @@ def fetched_records(*records: tuple[str, int]) -> AsyncIterator[tuple[TP, Messag
     return records_()
 
 
-def test_records_handed_over_between_a_seek_back_and_the_resume_are_read_again(
+def test_from_a_seek_back_until_flow_control_resumes_stream_records_are_held_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     consumer = HoldingConsumer()
-    faust_seek = HoldingConsumer._faust_perform_seek
-    monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", faust_seek)
+    monkeypatch.setattr(
+        aiokafka_driver.Consumer, "perform_seek", HoldingConsumer._faust_perform_seek
+    )
     asyncio.run(consumer.perform_seek())  # Faust's recovery: seek back...
     asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("t-changelog", 9))))
-    assert consumer.delivered == [("tx", 5), ("t-changelog", 9)]  # nothing waits
-    consumer.app.flow_control.resume()  # ...then resume flow control: it clears ("tx", 5)
+    assert consumer.delivered == [("t-changelog", 9)]  # the changelog's records still flow
+    consumer.app.flow_control.resume()  # ...then resume flow control (it empties the queues)
     assert consumer.flow_control.resumed == 1
     asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 6), ("tx", 7))))
-    assert consumer.seeks == 2  # one more seek-back before anything else is handed over
-    assert consumer.delivered == [("tx", 5), ("t-changelog", 9)]  # the rest of it is stale
+    assert consumer.seeks == 2  # the held record is read again: one more seek-back first
+    assert consumer.delivered == [("t-changelog", 9)]  # and the rest of that fetch is stale
     asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("tx", 6))))
-    assert consumer.delivered[-2:] == [("tx", 5), ("tx", 6)]
+    assert consumer.delivered == [("t-changelog", 9), ("tx", 5), ("tx", 6)]
     assert consumer.seeks == 2
-
-
-def test_a_seek_back_with_nothing_handed_over_before_the_resume_needs_no_second_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    consumer = HoldingConsumer()
-    faust_seek = HoldingConsumer._faust_perform_seek
-    monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", faust_seek)
-    asyncio.run(consumer.perform_seek())
-    asyncio.run(consumer._deliver_fetched(fetched_records(("t-changelog", 9))))
-    consumer.app.flow_control.resume()
-    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5))))
-    assert consumer.seeks == 1
-    assert consumer.delivered == [("t-changelog", 9), ("tx", 5)]
 
 
 def test_guard_faust_empties_the_stream_queues_when_it_resumes_flow_control_after_seeking() -> None:
@@ -249,3 +236,22 @@ def test_guard_faust_empties_the_stream_queues_when_it_resumes_flow_control_afte
     for step in (Recovery.on_recovery_completed, Recovery._resume_streams):
         source = inspect.getsource(step)
         assert source.index("perform_seek()") < source.index("flow_control.resume()"), step
+
+
+def test_a_hold_that_no_resume_ends_expires_and_the_held_records_are_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Faust's recovery may return between its seek-back and the resume: no wedged stream."""
+    import stream_app.worker.kafka_transport as transport
+
+    consumer = HoldingConsumer()
+    faust_seek = HoldingConsumer._faust_perform_seek
+    monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", faust_seek)
+    asyncio.run(consumer.perform_seek())
+    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5))))
+    assert consumer.delivered == []  # held
+    monkeypatch.setattr(transport, "HOLD_LIMIT_SECONDS", -1.0)  # the limit has passed
+    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("tx", 6))))
+    assert consumer.seeks == 2  # released: seek back, then read them again
+    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("tx", 6))))
+    assert consumer.delivered == [("tx", 5), ("tx", 6)]
