@@ -124,6 +124,17 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
         # On this app's own FlowControlEvent instance; pinned by a guard test.
         setattr(flow_control, "resume", resume_then_release)  # noqa: B010
 
+    async def _read_held_records_again(self) -> bool:
+        """Once the hold is over, seek back to read what it held: at the first round after it,
+        with or without new records (the held ones may have been the partition's last)."""
+        if self._holding and self._hold_expired():
+            self._holding = False
+        if not self._held_back or self._holding:
+            return False
+        self._held_back = False
+        await super().perform_seek()
+        return True
+
     def _hold_expired(self) -> bool:
         done_at = self._seek_done_at
         return done_at is not None and time.monotonic() - done_at > HOLD_LIMIT_SECONDS
@@ -195,6 +206,8 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     async def _deliver_fetched(self, fetched: AsyncIterator[tuple[TP, Message]]) -> None:
+        if await self._read_held_records_again():
+            return  # not fetched: the next round fetches from where that seek-back went
         since_yield = 0
         async for tp, message in fetched:
             if self._holding and self._hold_expired():

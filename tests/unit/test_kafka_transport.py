@@ -255,3 +255,16 @@ def test_a_hold_that_no_resume_ends_expires_and_the_held_records_are_read_again(
     assert consumer.seeks == 2  # released: seek back, then read them again
     asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("tx", 6))))
     assert consumer.delivered == [("tx", 5), ("tx", 6)]
+
+
+def test_held_records_that_were_the_partitions_last_are_read_again_with_nothing_new_fetched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = HoldingConsumer()
+    faust_seek = HoldingConsumer._faust_perform_seek
+    monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", faust_seek)
+    asyncio.run(consumer.perform_seek())
+    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 852))))  # the last record
+    consumer.app.flow_control.resume()
+    asyncio.run(consumer._deliver_fetched(fetched_records()))  # a round with nothing new
+    assert consumer.seeks == 2
