@@ -13,12 +13,15 @@ only if it does have to wait does it hand the rest to Faust's own interruptible 
 exactly as before. Everything else in the loop is Faust 0.15's code, unchanged.
 
 The consumer also rewinds partitions that have no committed offset when Faust seeks back to
-the committed offsets (:meth:`InlineHandOverConsumer.seek_to_committed`, issue 17).
+the committed offsets (:meth:`InlineHandOverConsumer.seek_to_committed`), and holds a stream's
+records back from a seek-back until Faust has resumed flow control, which empties the stream
+queues (:meth:`InlineHandOverConsumer.perform_seek`): issue 17's unscored records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Mapping
 from typing import Any, cast
 
@@ -27,6 +30,9 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
 from mode import Service, ServiceT
 
+# Longest a seek-back holds a stream's records back waiting for Faust to resume flow control;
+# the recovery resumes it within milliseconds of the seek-back when it does at all.
+HOLD_LIMIT_SECONDS = 5.0
 YIELD_EVERY = 100  # messages handed over between two turns given to the rest of the event loop
 
 
@@ -76,6 +82,63 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
     call to :meth:`_hand_over` where Faust awaits ``wait_first``.
     """
 
+    _holding = False  # from a seek-back until Faust resumes flow control: see perform_seek
+    _seek_done_at: float | None = None  # when the seek-back of the current hold returned
+    _held_back = False  # records were held back: seek back once more before delivering
+    _watching_flow_control = False
+
+    async def perform_seek(self) -> None:
+        """Faust's seek-back, with stream records held back until Faust resumes flow control.
+
+        Faust's recovery seeks back (this method) and then resumes flow control, and resuming
+        empties every stream's queue (mode's ``FlowControlEvent.resume`` clears the queues,
+        which Faust's channels create with ``clear_on_resume``). Records the fetcher delivered
+        in between (it runs on during the seek's broker round trips) were thrown away unscored:
+        fetched after the seek, nothing read them again, and Faust's next delivery of that
+        partition looked like a jump in offsets, which it records as a gap and commits past
+        (issue 17: counts of the records fetched, delivered and scored per partition showed
+        it). So nothing of a stream is delivered from here until flow control is resumed, and
+        what was held back is read again by one more seek-back once it is.
+
+        Faust's recovery can also return between the two without resuming (a new rebalance
+        starting): a hold then ends ``HOLD_LIMIT_SECONDS`` after the seek-back by itself, else
+        the stream would wait for ever (seen once, the progress watchdog restarted it).
+        """
+        self._watch_flow_control()
+        self._holding, self._seek_done_at = True, None
+        await super().perform_seek()
+        self._seek_done_at = time.monotonic()
+
+    def _watch_flow_control(self) -> None:
+        """Release held records when Faust resumes flow control (after it cleared the queues)."""
+        if self._watching_flow_control:
+            return
+        self._watching_flow_control = True
+        flow_control = self.app.flow_control
+        resume = flow_control.resume
+
+        def resume_then_release() -> None:
+            resume()
+            self._holding = False
+
+        # On this app's own FlowControlEvent instance; pinned by a guard test.
+        setattr(flow_control, "resume", resume_then_release)  # noqa: B010
+
+    async def _read_held_records_again(self) -> bool:
+        """Once the hold is over, seek back to read what it held: at the first round after it,
+        with or without new records (the held ones may have been the partition's last)."""
+        if self._holding and self._hold_expired():
+            self._holding = False
+        if not self._held_back or self._holding:
+            return False
+        self._held_back = False
+        await super().perform_seek()
+        return True
+
+    def _hold_expired(self) -> bool:
+        done_at = self._seek_done_at
+        return done_at is not None and time.monotonic() - done_at > HOLD_LIMIT_SECONDS
+
     async def seek_to_committed(self) -> Mapping[TP, int]:
         """Seek every assigned partition to its committed offset, and those that have none (or
         0) to their beginning, where this app's ``consumer_auto_offset_reset="earliest"``
@@ -90,10 +153,26 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
         the start only repeats uncommitted transactions, within the duplicate bound.
         """
         committed = await super().seek_to_committed()
+        self._committed_at_seek = {tp: offset for tp, offset in committed.items() if offset}
         uncommitted = [tp for tp, offset in committed.items() if not offset]
         if uncommitted:
             await self._thread.seek_to_beginning(*uncommitted)
         return committed
+
+    def processed_offset(self, tp: TP) -> int | None:
+        """The next offset of ``tp`` that still has to be processed, as far as this worker
+        knows: the offset it last committed (Faust's monitor records every commit) or, before
+        its first commit, the committed offset it found at the last seek-back. None if the
+        partition has no commit at all.
+
+        Unlike the fetch position, this does not move for records that were fetched and then
+        never scored (issue 17): the progress watchdog watches both."""
+        known = (
+            self.app.monitor.tp_committed_offsets.get(tp),
+            getattr(self, "_committed_at_seek", {}).get(tp),
+        )
+        offsets = [offset for offset in known if offset]
+        return max(offsets) if offsets else None
 
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
         consumer_should_stop = cast(Service, self)._stopped.is_set
@@ -127,8 +206,19 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
             self.diag.unset_flag(CONSUMER_FETCHING)
 
     async def _deliver_fetched(self, fetched: AsyncIterator[tuple[TP, Message]]) -> None:
+        if await self._read_held_records_again():
+            return  # not fetched: the next round fetches from where that seek-back went
         since_yield = 0
         async for tp, message in fetched:
+            if self._holding and self._hold_expired():
+                self._holding = False
+            if self._holding and self.app.topics.acks_enabled_for(message.topic):
+                self._held_back = True  # a stream's record, while its queue is to be cleared
+                continue
+            if self._held_back and not self._holding:  # released: read the held ones again
+                self._held_back = False
+                await super().perform_seek()
+                return  # the rest of this fetch is from before that seek: it comes again
             since_yield += 1
             if since_yield > YIELD_EVERY:
                 await asyncio.sleep(0)

@@ -8,8 +8,14 @@ moved for ``stall_seconds``. Then the worker logs the partition, counts the stal
 ``/health`` not ready and (by default) exits with :data:`EXIT_STALLED` so that its supervisor
 restarts it; the restart resumes from the committed offsets, so nothing is lost.
 
+The position watched is the lower of two: the fetch position, and the committed offset (what
+has been scored, acknowledged and committed). Records fetched and then never scored leave the
+fetch position at the watermark while the commits stop; that is how issue 17's lost partition
+looked after the first fix, and the fetch position alone did not see it.
+
 A partition that has nothing to read (position at the high watermark) is never stalled: an idle
-worker on a quiet topic does not fire. Clocks are restarted while the app rebalances or
+worker on a quiet topic does not fire (its commits reach the watermark within Faust's commit
+interval). Clocks are restarted while the app rebalances or
 recovers its tables, where Faust pauses the partitions on purpose.
 
 :class:`ProgressWatchdog` is the decision alone, with an injectable clock, for unit tests;
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -116,7 +123,9 @@ def install_watchdog(
             return
         assigned = {tp for tp in app.consumer.assignment() if tp.topic == topic}
         progress = await _progress(app, assigned)
-        if progress is None:
+        if progress is None:  # the broker did not answer: not a stall of ours
+            # Nothing moves while the broker is away; a full period starts once it is back.
+            watchdog.restart_clocks()
             return
         for partition in labelled - set(progress):  # revoked: its series goes too
             lag.remove(str(partition))
@@ -161,13 +170,26 @@ async def _progress(app: faust.App, assigned: set[TP]) -> dict[int, Progress] | 
     for tp in assigned:
         if highwaters.get(tp) is None:
             continue
-        position = await _position(consumer, tp)
+        start = earliest.get(tp, 0)
         # No position at all (the consumer never got one to fetch from) is a stall too, if
         # there is something to read: it counts as reading from the partition's start.
+        fetched = await _position(consumer, tp)
         progress[tp.partition] = Progress(
-            earliest.get(tp, 0) if position is None else position, highwaters[tp]
+            min(start if fetched is None else fetched, _processed(consumer, tp, start)),
+            highwaters[tp],
         )
     return progress
+
+
+def _processed(consumer: Any, tp: TP, start: int) -> int:
+    """Where processing has got to: the committed offset (``start`` if none). The fetch
+    position alone missed issue 17's failure: records fetched to the end of the partition and
+    then never scored leave the position at the watermark, and only the commits stop."""
+    processed_offset = getattr(consumer, "processed_offset", None)
+    if processed_offset is None:  # not the project's consumer: the fetch position only
+        return sys.maxsize
+    offset = processed_offset(tp)
+    return start if offset is None else max(offset, start)
 
 
 async def _position(consumer: Any, tp: TP) -> int | None:

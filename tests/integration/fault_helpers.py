@@ -27,6 +27,7 @@ from producers.simulator import SimulatorConfig, iter_events
 from stream_app.features import CONTEXT_FEATURES, CUSTOMER_FEATURES, offline_features
 from stream_app.schemas import Transaction, Verdict
 from stream_app.settings import TopicNames
+from stream_app.worker.watchdog import EXIT_STALLED
 from tests.kafka_helpers import BROKER_SCRIPT, REPO_ROOT, create_topics
 from tests.processes import free_port
 from tests.workers import WorkerProcess, settings_env
@@ -204,6 +205,37 @@ class VerdictReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+MAX_WATCHDOG_RESTARTS = 2
+
+
+def scored_restarting_on_stalls(
+    producer: ConfirmedProducer,
+    reader: VerdictReader,
+    worker: WorkerProcess,
+    restart: Callable[[], WorkerProcess],
+    timeout: float,
+) -> tuple[WorkerProcess, int]:
+    """Wait until every acknowledged transaction has a verdict, restarting the worker, as its
+    supervisor would, whenever its progress watchdog makes it exit (code 75). The worker that
+    finished the job and how many restarts that took; the test reports them, so a run the
+    watchdog had to rescue is told from a clean one."""
+    producer.join(120)
+    deadline, restarts = time.monotonic() + timeout, 0
+    while not producer.acked <= set(reader.read_available().counts):
+        if worker.process.poll() is not None:
+            assert worker.process.returncode == EXIT_STALLED, worker.log_tail()
+            restarts += 1
+            assert restarts <= MAX_WATCHDOG_RESTARTS, "the watchdog fired again and again"
+            worker = restart()
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for every acknowledged transaction: "
+                f"{len(reader.log.counts)} transactions scored, {reader.log.duplicates} dups, "
+                f"{restarts} watchdog restarts"
+            )
+    return worker, restarts
 
 
 def partition_progress(bootstrap: str, group: str, topic: str, partitions: int = 3) -> str:

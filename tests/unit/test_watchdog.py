@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+from types import SimpleNamespace
 
 import pytest
 from faust.transport.consumer import Consumer
+from faust.types import TP
 
-from stream_app.worker.watchdog import Progress, ProgressWatchdog, Stall
+from stream_app.worker.watchdog import Progress, ProgressWatchdog, Stall, _progress
 
 STALL = 30.0
 
@@ -119,3 +122,50 @@ def test_guard_faust_flow_control_sets_the_stall_log_reads() -> None:
     reset = inspect.getsource(Consumer._reset_state)
     for name in ("_active_partitions", "_paused_partitions", "_buffered_partitions"):
         assert f"self.{name} = set()" in reset, name
+
+
+class FakeConsumer:
+    """Fetch positions, watermarks and (optionally) commits of a consumer, no broker."""
+
+    def __init__(self, fetched: int, processed: int | None, highwater: int = 100) -> None:
+        self.fetched, self.processed, self.highwater = fetched, processed, highwater
+
+    async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, self.highwater)
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, 0)
+
+    async def position(self, tp: TP) -> int:
+        return self.fetched
+
+    def processed_offset(self, tp: TP) -> int | None:
+        return self.processed
+
+
+class FetchOnlyConsumer(FakeConsumer):
+    processed_offset = None  # type: ignore[assignment]  # a consumer without commit tracking
+
+
+def progress_of(consumer: FakeConsumer) -> Progress:
+    app = SimpleNamespace(consumer=consumer)
+    progress = asyncio.run(_progress(app, {TP("transactions", 0)}))  # type: ignore[arg-type]
+    assert progress is not None
+    return progress[0]
+
+
+def test_records_fetched_to_the_end_but_never_committed_count_as_unread() -> None:
+    """Issue 17 after its first fix: the fetch position at the watermark, the commits stuck."""
+    assert progress_of(FakeConsumer(fetched=100, processed=37)) == Progress(37, 100)
+
+
+def test_a_partition_never_committed_counts_from_its_start() -> None:
+    assert progress_of(FakeConsumer(fetched=100, processed=None)) == Progress(0, 100)
+
+
+def test_a_committed_and_caught_up_partition_has_no_lag() -> None:
+    assert progress_of(FakeConsumer(fetched=100, processed=100)).lag == 0
+
+
+def test_without_commit_tracking_the_fetch_position_is_watched() -> None:
+    assert progress_of(FetchOnlyConsumer(fetched=60, processed=None)) == Progress(60, 100)
