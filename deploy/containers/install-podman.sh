@@ -10,15 +10,8 @@ SCRIPT_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 log() { printf 'install-podman.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
+# shellcheck source=../lib/apt-install.sh
+source "$SCRIPT_DIR/../lib/apt-install.sh"
 
 main() {
     if [[ $("$SCRIPT_DIR/engine") == docker ]]; then
@@ -31,8 +24,7 @@ main() {
     fi
     command -v apt-get >/dev/null || die "apt-get not found: install podman (4.x) and runc by hand"
     log "installing Debian's podman and runc"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >/dev/null
+    apt_install podman runc
     log "installed: $(podman --version)"
 }
 

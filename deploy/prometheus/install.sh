@@ -15,15 +15,9 @@ die() { log "error: $*"; exit 1; }
 
 have_binaries() { command -v prometheus >/dev/null && command -v promtool >/dev/null; }
 
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo "$@"
-    else
-        die "need root (or sudo) to run: $*"
-    fi
-}
+SCRIPT_DIR=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+# shellcheck source=../lib/apt-install.sh
+source "$SCRIPT_DIR/../lib/apt-install.sh"
 
 main() {
     if have_binaries; then
@@ -32,10 +26,8 @@ main() {
     fi
     command -v apt-get >/dev/null || die "apt-get not found: install Prometheus 2.x by hand"
     log "installing Debian's prometheus package"
-    as_root apt-get update -qq
     # Recommends would add node-exporter, a host agent this project does not need.
-    as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    apt_install --no-install-recommends prometheus
     have_binaries || die "prometheus installed, but prometheus/promtool are not on PATH"
     log "installed: $(prometheus --version 2>&1 | sed -n 1p)"
 }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -22,37 +22,18 @@ from stream_app.metrics import WorkerMetrics
 from stream_app.processor import BatchScorer
 from stream_app.rules.book import RuleBook
 from stream_app.schemas import DeadLetter
-from stream_app.settings import KafkaSettings
 from stream_app.validation import RawRecord
 from stream_app.verdicts import VerdictRow
 from stream_app.worker.publisher import VerdictPublisher
+from stream_app.worker.topic_reader import BackgroundReader
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2  # a rule acts within about this long plus one batch
 
 
-class RulesReader:
-    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self.kafka = kafka
-        self.topic = topic
-        self.pending: deque[RawRecord] = deque()
-        self.caught_up = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"reader-{topic}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def drain(self) -> list[RawRecord]:
-        records: list[RawRecord] = []
-        while self.pending:
-            records.append(self.pending.popleft())
-        return records
+class RulesReader(BackgroundReader[RawRecord]):
+    """Every record of the rules topic from its beginning, raw (tombstones included)."""
 
     def _run(self) -> None:
         consumer = Consumer(

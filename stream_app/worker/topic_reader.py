@@ -38,25 +38,18 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 
 MessageT = TypeVar("MessageT", bound=BaseModel)
+ItemT = TypeVar("ItemT")
 
 
-class TopicReader(Generic[MessageT]):
-    """Reads every partition of ``topic`` from ``lookback`` ago (or from its end when None)."""
+class BackgroundReader(Generic[ItemT]):
+    """A reader thread that fills ``pending``; the event loop takes what arrived with
+    :meth:`drain`. Subclasses implement :meth:`_run` (read until ``_stop`` is set, set
+    ``caught_up`` once the topic's start-up end is reached)."""
 
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        topic: str,
-        model: type[MessageT],
-        lookback: timedelta | None,
-        on_invalid: Callable[[str], None] = lambda reason: None,
-    ) -> None:
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.kafka = kafka
         self.topic = topic
-        self.model = model
-        self.lookback = lookback
-        self.on_invalid = on_invalid
-        self.pending: deque[MessageT] = deque()
+        self.pending: deque[ItemT] = deque()
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"reader-{topic}", daemon=True)
@@ -68,12 +61,32 @@ class TopicReader(Generic[MessageT]):
         self._stop.set()
         self._thread.join(timeout=10)
 
-    def drain(self) -> list[MessageT]:
-        """Messages read since the last call, in topic order per partition."""
-        messages: list[MessageT] = []
+    def drain(self) -> list[ItemT]:
+        """Items read since the last call, in topic order per partition."""
+        items: list[ItemT] = []
         while self.pending:
-            messages.append(self.pending.popleft())
-        return messages
+            items.append(self.pending.popleft())
+        return items
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class TopicReader(BackgroundReader[MessageT]):
+    """Reads every partition of ``topic`` from ``lookback`` ago (or from its end when None)."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        model: type[MessageT],
+        lookback: timedelta | None,
+        on_invalid: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        super().__init__(kafka, topic)
+        self.model = model
+        self.lookback = lookback
+        self.on_invalid = on_invalid
 
     def _run(self) -> None:
         consumer = Consumer(
