@@ -10,7 +10,7 @@ import base64
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
 
@@ -21,6 +21,9 @@ from stream_app.schemas import (
     DeadLetter,
     Transaction,
 )
+
+if TYPE_CHECKING:  # only a type: the rules package imports this module
+    from stream_app.rules.model import RuleRejection
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_ERROR_CHARS = 2000
@@ -236,8 +239,11 @@ def _hours(delta: timedelta) -> int:
     return int(delta.total_seconds() // 3600)
 
 
-def dead_letter(record: RawRecord, rejection: Rejection, failed_at: datetime) -> DeadLetter:
-    """The dead-letter message for a rejected record, carrying its original bytes."""
+def dead_letter(
+    record: RawRecord, rejection: Rejection | RuleRejection, failed_at: datetime
+) -> DeadLetter:
+    """The dead-letter message for a rejected record (a transaction, a label or a rule),
+    carrying its original bytes."""
     return DeadLetter(
         reason=rejection.reason,
         error=rejection.error,

@@ -9,7 +9,6 @@ as it exists; deleting it brings the settings' one back.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from datetime import UTC, datetime
 from stream_app.rules.model import Rule, RuleRejection, parse_rule
 from stream_app.rules.ruleset import RuleSet
 from stream_app.schemas import DeadLetter
-from stream_app.validation import RawRecord
+from stream_app.validation import RawRecord, dead_letter
 
 
 @dataclass(frozen=True)
@@ -65,13 +64,4 @@ class RuleBook:
 def rule_dead_letter(
     record: RawRecord, rejection: RuleRejection, now: datetime | None = None
 ) -> DeadLetter:
-    return DeadLetter(
-        reason=rejection.reason,
-        error=rejection.error,
-        source_topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key.decode("utf-8", errors="replace") if record.key is not None else None,
-        original_value=base64.b64encode(record.value or b"").decode("ascii"),
-        failed_at=(now or datetime.now(UTC)).astimezone(UTC),
-    )
+    return dead_letter(record, rejection, now or datetime.now(UTC))
