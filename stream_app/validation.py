@@ -206,15 +206,25 @@ _FIELDS_SET = {
 
 
 def _classify(value: bytes, exc: ValidationError) -> Rejection:
+    return Rejection(*classify_validation_error(value, exc))
+
+
+# Why a message that pydantic refused was refused: the reasons shared by every wire message
+# validated here and in stream_app.rules (transactions, rules).
+PayloadProblem = Literal["invalid_encoding", "invalid_json", "schema_violation"]
+
+
+def classify_validation_error(value: bytes, exc: ValidationError) -> tuple[PayloadProblem, str]:
+    """The dead-letter reason and detail for ``value``, which pydantic refused with ``exc``."""
     # pydantic reports undecodable bytes and malformed JSON alike as json_invalid; tell them apart
     # only on this failure path so the happy path never pays for a second decode.
     if any(error["type"] == "json_invalid" for error in exc.errors()):
         try:
             value.decode("utf-8")
         except UnicodeDecodeError as decode_error:
-            return Rejection("invalid_encoding", str(decode_error)[:MAX_ERROR_CHARS])
-        return Rejection("invalid_json", _summarise(exc))
-    return Rejection("schema_violation", _summarise(exc))
+            return "invalid_encoding", str(decode_error)[:MAX_ERROR_CHARS]
+        return "invalid_json", _summarise(exc)
+    return "schema_violation", _summarise(exc)
 
 
 def _summarise(exc: ValidationError) -> str:

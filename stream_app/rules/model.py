@@ -15,11 +15,11 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator, model
 
 from stream_app.features import FEATURE_NAMES
 from stream_app.schemas import Decision, TransactionIdentifier, TransactionText, WireModel
+from stream_app.validation import classify_validation_error
 
 RULE_SCHEMA_VERSION = 1
 MAX_RULE_BYTES = 1024 * 1024  # a deny-list of some thousands of ids fits; a runaway does not
 MAX_LIST_VALUES = 100_000
-MAX_ERROR_CHARS = 2000
 
 Mode = Literal["active", "shadow"]
 ListField = Literal["customer_id", "device_id", "merchant_id", "geo_location"]
@@ -139,18 +139,4 @@ def parse_rule(key: bytes | None, value: bytes) -> Rule | RuleRejection:
 
 
 def _classify(value: bytes, exc: ValidationError) -> RuleRejection:
-    if any(error["type"] == "json_invalid" for error in exc.errors()):
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError as decode_error:
-            return RuleRejection("invalid_encoding", str(decode_error)[:MAX_ERROR_CHARS])
-        return RuleRejection("invalid_json", _summarise(exc))
-    return RuleRejection("schema_violation", _summarise(exc))
-
-
-def _summarise(exc: ValidationError) -> str:
-    parts = [
-        f"{'.'.join(str(loc) for loc in error['loc']) or '<root>'}: {error['msg']}"
-        for error in exc.errors(include_url=False, include_input=False)
-    ]
-    return "; ".join(parts)[:MAX_ERROR_CHARS]
+    return RuleRejection(*classify_validation_error(value, exc))
