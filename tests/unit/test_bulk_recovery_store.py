@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +14,7 @@ from faust.types import TP
 from stream_app.worker import bulk_recovery, changelog_read
 from stream_app.worker.bulk_recovery import BulkRecoveryStore
 from stream_app.worker.changelog_read import ChangelogImage
-from tests.unit.test_bulk_recovery import (
+from tests.changelog_data import (
     RECORDS,
     Record,
     ends_of,
@@ -123,9 +123,11 @@ def test_keys_of_partitions_given_up_leave_the_store_as_faust_drops_them(
     assert store.data["C2"] == b"\x01moved" and "C3" not in store.data
 
 
-def test_what_faust_applies_after_the_read_ends_wins_over_the_read(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def recovered_with_faust_applying(
+    monkeypatch: pytest.MonkeyPatch, later: Callable[[str], list[Any]]
+) -> BulkRecoveryStore:
+    """A store whose bulk read gives RECORDS, while Faust's own recovery applies ``later(topic)``
+    (records written after the read's end offsets were taken) before the recovery completes."""
     monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
     table = new_table(new_app())
     store: BulkRecoveryStore = table.data
@@ -133,12 +135,20 @@ def test_what_faust_applies_after_the_read_ends_wins_over_the_read(
 
     async def scenario() -> None:
         await store.on_rebalance(tps, set(), tps)
-        # Written after the ends were taken, so Faust's own recovery applies them (first).
-        later = [faust_event(topic, 0, "C1", b"\x01third"), faust_event(topic, 2, "C5", None)]
-        store.apply_changelog_batch(later, table._to_key, table._to_value)
+        store.apply_changelog_batch(later(topic), table._to_key, table._to_value)
         await store.on_recovery_completed(tps, set())
 
     asyncio.run(scenario())
+    return store
+
+
+def test_what_faust_applies_after_the_read_ends_wins_over_the_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def later(topic: str) -> list[Any]:
+        return [faust_event(topic, 0, "C1", b"\x01third"), faust_event(topic, 2, "C5", None)]
+
+    store = recovered_with_faust_applying(monkeypatch, later)
     assert store.data["C1"] == b"\x01third" and "C5" not in store.data
     assert store.data["C2"] == b"\x01two"
 
@@ -146,18 +156,9 @@ def test_what_faust_applies_after_the_read_ends_wins_over_the_read(
 def test_a_tombstone_faust_applies_into_an_empty_store_is_not_undone_by_the_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
-    table = new_table(new_app())
-    store: BulkRecoveryStore = table.data
-    topic, tps = changelog_tps(table)
-
-    async def scenario() -> None:
-        await store.on_rebalance(tps, set(), tps)
-        erased = [faust_event(topic, 2, "C5", None)]
-        store.apply_changelog_batch(erased, table._to_key, table._to_value)
-        await store.on_recovery_completed(tps, set())
-
-    asyncio.run(scenario())
+    store = recovered_with_faust_applying(
+        monkeypatch, lambda topic: [faust_event(topic, 2, "C5", None)]
+    )
     assert "C5" not in store.data and store.data["C1"] == b"\x01second"
 
 
