@@ -134,6 +134,34 @@ def test_compose_dependents_wait_until_kafka_and_worker_are_healthy() -> None:
     assert waited_on >= 2  # topics wait for kafka, the generator for the worker
 
 
+# The Compose specification's service attributes (compose-spec, services): podman-compose's
+# `config` (check-compose.sh) parses the file but accepts an unknown attribute or a dependency on
+# a service that does not exist, so those two are checked here.
+_COMPOSE_SERVICE_ATTRIBUTES = """
+annotations attach blkio_config build cap_add cap_drop cgroup cgroup_parent command configs
+container_name cpu_count cpu_percent cpu_period cpu_quota cpu_rt_period cpu_rt_runtime
+cpu_shares cpus cpuset credential_spec depends_on deploy develop device_cgroup_rules
+devices dns dns_opt dns_search domainname entrypoint env_file environment expose extends
+external_links extra_hosts gpus group_add healthcheck hostname image init ipc isolation
+labels links logging mac_address mem_limit mem_reservation mem_swappiness memswap_limit
+network_mode networks oom_kill_disable oom_score_adj pid pids_limit platform ports
+post_start pre_stop privileged profiles pull_policy read_only restart runtime scale secrets
+security_opt shm_size stdin_open stop_grace_period stop_signal storage_opt sysctls tmpfs
+tty ulimits user userns_mode uts volumes volumes_from working_dir
+"""
+COMPOSE_SERVICE_KEYS = frozenset(_COMPOSE_SERVICE_ATTRIBUTES.split())
+
+
+def test_compose_services_use_only_known_attributes_and_depend_on_defined_services() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        unknown = set(service) - COMPOSE_SERVICE_KEYS
+        assert not unknown, f"{name}: not Compose service attributes: {sorted(unknown)}"
+        depends_on = service.get("depends_on", {})
+        missing = set(depends_on) - set(services)
+        assert not missing, f"{name} depends on services compose.yaml does not define: {missing}"
+
+
 def _environments(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Every environment mapping, the x- anchors included."""
     found = [value for key, value in document.items() if key.startswith("x-")]
