@@ -153,6 +153,8 @@ def assert_first_verdicts_match_offline(log_: VerdictLog, expected: dict[str, li
 
 # --- 1. the worker is killed with SIGKILL in the middle of the stream ----------------------------
 
+KILL_STREAM_SECONDS = 20.0  # the killed stream is spread over this long; the kill at its half
+
 
 def kill_and_restart(
     bootstrap: str,
@@ -172,7 +174,10 @@ def kill_and_restart(
         **policy.worker_settings(),
     }
     first = started(workers.start(bootstrap, topics, model, policy.faust_env(), **identity))
-    producer = ConfirmedProducer(bootstrap, topics.transactions, transactions).start()
+    # Paced, so the kill at the half lands mid-stream however fast the worker scores: sent at
+    # once, 8,000 transactions were all scored (at ~6,600/s) before the kill reached the worker.
+    rate = count / KILL_STREAM_SECONDS
+    producer = ConfirmedProducer(bootstrap, topics.transactions, transactions, rate).start()
     reader = VerdictReader(bootstrap, topics.scores)
     try:
         reader.wait_for(lambda v: len(v.counts) >= count // 2, 300, "half the stream scored")
