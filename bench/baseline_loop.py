@@ -21,31 +21,18 @@ import signal
 import threading
 from types import FrameType
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from stream_app.kafka import raw_record
 from stream_app.metrics import create_worker_metrics
 from stream_app.model_store import load_folder
 from stream_app.processor import BatchScorer
 from stream_app.scoring import load_rules, thresholds_for
 from stream_app.settings import Settings
-from stream_app.validation import RawRecord
 from stream_app.worker.publisher import VerdictPublisher
 
 log = logging.getLogger("baseline_loop")
 FLUSH_TIMEOUT_SECONDS = 60.0
-
-
-def raw_record(message: Message) -> RawRecord:
-    _, timestamp_ms = message.timestamp()
-    # A consumed message always has these; the client's types also cover produced ones.
-    return RawRecord(
-        topic=message.topic() or "",
-        partition=message.partition() or 0,
-        offset=message.offset() or 0,
-        key=message.key(),
-        value=message.value(),
-        timestamp_ms=timestamp_ms,
-    )
 
 
 def build(settings: Settings, changelog_topic: str | None) -> tuple[BatchScorer, VerdictPublisher]:

@@ -16,12 +16,28 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaError, Message
 
 from stream_app.settings import KafkaSettings
+from stream_app.validation import RawRecord
 
 if TYPE_CHECKING:
     import faust
 
 # librdkafka's own log lines (one per reconnect attempt) go to Python logging, not stderr.
 LIBRDKAFKA_LOG = logging.getLogger("fraudstream.librdkafka")
+
+
+def raw_record(message: Message) -> RawRecord:
+    """A consumed confluent-kafka message as the pure core takes it (no client object)."""
+    timestamp_type, timestamp_ms = message.timestamp()
+    # A consumed message always has topic, partition and offset; the client's types also cover
+    # produced ones. TIMESTAMP_NOT_AVAILABLE is type 0.
+    return RawRecord(
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        key=message.key(),
+        value=message.value(),
+        timestamp_ms=timestamp_ms if timestamp_type else None,
+    )
 
 
 class DeliveryError(RuntimeError):

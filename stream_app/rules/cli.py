@@ -15,11 +15,10 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from stream_app.kafka import producer_config
+from stream_app.kafka import producer_config, raw_record
 from stream_app.rules.backtest import backtest, build_history, format_table, read_rules
 from stream_app.rules.book import RuleBook
 from stream_app.settings import Settings
-from stream_app.validation import RawRecord
 
 LIST_TIMEOUT_SECONDS = 30.0
 
@@ -109,10 +108,10 @@ def _current(settings: Settings) -> RuleBook:
             for message in consumer.consume(num_messages=500, timeout=0.5):
                 if message.error() is not None:
                     continue
-                partition, offset = message.partition() or 0, message.offset() or 0
-                book.apply([RawRecord(topic, partition, offset, message.key(), message.value())])
-                if offset + 1 >= ends[partition]:
-                    done.add(partition)
+                record = raw_record(message)
+                book.apply([record])
+                if record.offset + 1 >= ends[record.partition]:
+                    done.add(record.partition)
     finally:
         consumer.close()
     return book

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from stream_app.kafka import raw_record
 from stream_app.metrics import WorkerMetrics
 from stream_app.processor import BatchScorer
 from stream_app.rules.book import RuleBook
@@ -70,17 +71,7 @@ class RulesReader(BackgroundReader[RawRecord]):
         if message.error() is not None:
             log.warning("rules reader topic=%s error=%s", self.topic, message.error())
             return
-        timestamp_type, timestamp_ms = message.timestamp()
-        self.pending.append(
-            RawRecord(
-                topic=self.topic,
-                partition=message.partition() or 0,
-                offset=message.offset() or 0,
-                key=message.key(),
-                value=message.value(),
-                timestamp_ms=timestamp_ms if timestamp_type else None,
-            )
-        )
+        self.pending.append(raw_record(message))
 
     def _reached(self, consumer: Consumer, ends: dict[int, int]) -> bool:
         positions = consumer.position([TopicPartition(self.topic, p) for p in ends])
