@@ -46,21 +46,9 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def broker_pid(port: int = 9092) -> int:
-    """The process listening on the broker's port (whichever checkout started it)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # LISTEN
-                inodes.add(f"socket:[{fields[9]}]")
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
-                return int(fd_dir.parent.name)
-        except OSError:  # a process that ended, or one we may not inspect
-            continue
-    raise SystemExit(f"no process listens on port {port}")
+def broker_pid() -> int:
+    """The local broker `make bench` started (deploy/kafka/broker.sh writes its pid file)."""
+    return int((benchkit.REPO / ".local/kafka/broker.pid").read_text().split()[0])
 
 
 def owned_partitions(port: int) -> list[int]:
