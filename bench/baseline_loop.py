@@ -69,7 +69,10 @@ def run(settings: Settings, changelog_topic: str | None, stop: threading.Event) 
             if not messages:
                 continue
             result = scorer.score_batch([raw_record(m) for m in messages])
-            publisher.enqueue(result)
+            # One flush for outputs and state together: a reference loop, not the worker's
+            # order (state only after the outputs are confirmed), which costs it a round trip.
+            publisher.enqueue_outputs(result)
+            publisher.enqueue_state(result.state_changes)
             publisher.flush(FLUSH_TIMEOUT_SECONDS)  # raises: nothing committed, nothing lost
             consumer.commit(asynchronous=True)  # only now: the batch's outputs are confirmed
     finally:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import faust
 from faust.types import TP, EventT
@@ -23,6 +23,7 @@ from prometheus_client import Gauge
 from stream_app.kafka import faust_credentials
 from stream_app.scoring import thresholds_for
 from stream_app.settings import Settings
+from stream_app.state import ChangelogRecord
 from stream_app.validation import RawRecord
 from stream_app.worker import bulk_recovery
 from stream_app.worker.http_api import add_views
@@ -120,16 +121,18 @@ def _add_scoring_agent(app: faust.App, settings: Settings, parts: WorkerParts) -
             async for events in batches:
                 await in_flight.wait_for_room()
                 try:
-                    delivery = _score_and_publish(parts, settings, events)
+                    delivery, state_changes = _score_and_publish(parts, settings, events)
                 except Exception as exc:  # a bug, not bad input (that is dead-lettered)
                     _exit_without_acknowledging("scoring a batch failed", exc)
-                in_flight.add(events, delivery)
+                in_flight.add(ScoredBatch(events, delivery, state_changes))
                 _record_lag(app, events, parts.scorer.metrics.consumer_lag)
 
 
 def _score_and_publish(
     parts: WorkerParts, settings: Settings, events: Sequence[EventT[Any]]
-) -> BatchDelivery:
+) -> tuple[BatchDelivery, list[ChangelogRecord]]:
+    """Score a batch and hand its outputs to the producer; its state changes wait for
+    the outputs' confirmation (:class:`InFlightBatches`)."""
     _swap_if_ready(parts, settings)
     parts.scorer.apply_labels(parts.labels.drain())
     if parts.rules is not None:
@@ -137,18 +140,24 @@ def _score_and_publish(
     result = parts.scorer.score_batch(_raw_records(events))
     if parts.rules is not None:
         parts.rules.count_shadow_hits(result.verdicts)
-    return parts.publisher.enqueue(result)
+    return parts.publisher.enqueue_outputs(result), result.state_changes
 
 
-# A batch's events (to acknowledge) and the broker's answers for its outputs (to wait for).
-ScoredBatch = tuple[Sequence[EventT[Any]], BatchDelivery]
+class ScoredBatch(NamedTuple):
+    """A batch taken and scored, on its way to being acknowledged."""
+
+    events: Sequence[EventT[Any]]  # to acknowledge, last
+    outputs: BatchDelivery  # the broker's answers for its verdicts, alerts, dead letters
+    state_changes: list[ChangelogRecord]  # for the changelog, once the outputs are confirmed
 
 
 class InFlightBatches:
     """Scored batches whose outputs are on their way to the broker.
 
     A batch's events are acknowledged only once the broker has confirmed every output of that
-    batch, and batches are acknowledged in the order they were taken. Waiting for confirmations
+    batch and then every state change of it (written only after the outputs are confirmed, so a
+    crash never leaves a durable state holding a transaction whose verdict was lost), and
+    batches are acknowledged in the order they were taken. Waiting for confirmations
     here, in a task of its own, is what lets the agent take and score the next batch meanwhile.
     At most ``MAX_BATCHES_IN_FLIGHT`` batches are published and not yet acknowledged: a slow
     broker slows intake down instead of piling up, and a crash replays at most that many batches
@@ -183,14 +192,16 @@ class InFlightBatches:
         """Before scoring a batch: until fewer than the most batches allowed are in flight."""
         await self.room.acquire()
 
-    def add(self, events: Sequence[EventT[Any]], delivery: BatchDelivery) -> None:
-        self.waiting.put_nowait((events, delivery))
+    def add(self, batch: ScoredBatch) -> None:
+        self.waiting.put_nowait(batch)
 
     async def _acknowledge_confirmed(self) -> None:
         while True:
-            events, delivery = await self.waiting.get()
+            events, outputs, state_changes = await self.waiting.get()
             try:
-                await self._confirmed(delivery)
+                await self._confirmed(outputs)
+                if state_changes:  # only now: the durable state never runs ahead of verdicts
+                    await self._confirmed(self.publisher.enqueue_state(state_changes))
                 for event in events:
                     await self.stream.ack(event)
             except Exception as exc:  # unconfirmed, or acknowledging broke: never ack blindly

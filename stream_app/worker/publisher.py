@@ -7,18 +7,24 @@ counts the broker's answers for its outputs. The batch's input offsets are ackno
 every one of them is confirmed (:meth:`VerdictPublisher.check_delivered`): at-least-once, nothing
 lost. Tracking each batch on its own lets the worker take and score the next batch while the
 previous one is still on its way, instead of flushing the whole producer between batches.
+
+A batch's customer state changes (the table's changelog) are written only after its outputs
+are confirmed, and its offsets acknowledged only after both: what survives a crash is always
+outputs >= durable state >= committed offsets (:meth:`VerdictPublisher.enqueue_state`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from stream_app.kafka import DeliveryError, producer_config
 from stream_app.processor import BatchResult
 from stream_app.settings import KafkaSettings
+from stream_app.state import ChangelogRecord
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +73,12 @@ class VerdictPublisher:
         # The customer table's changelog, set once the Faust table exists.
         self.changelog_topic: str | None = None
 
-    def enqueue(self, result: BatchResult) -> BatchDelivery:
-        """Hand every output of a batch to librdkafka without waiting (no I/O here).
+    def enqueue_outputs(self, result: BatchResult) -> BatchDelivery:
+        """Hand a batch's verdicts, alerts and dead letters to librdkafka without waiting.
 
         No ``poll`` here: delivery callbacks are served only by whoever waits for them
-        (:meth:`serve_deliveries` or :meth:`flush`).
+        (:meth:`serve_deliveries` or :meth:`flush`). The batch's state changes are not among
+        them: see :meth:`enqueue_state`.
         """
         delivery = BatchDelivery(self.failures)
         produce, on_delivery = self.producer.produce, delivery.on_delivery
@@ -87,16 +94,31 @@ class VerdictPublisher:
             key_bytes = letter.key.encode() if letter.key is not None else None
             produce(self.topics.dead_letters, letter.to_bytes(), key_bytes, on_delivery=on_delivery)
             produced += 1
+        delivery.seal(produced)
+        return delivery
+
+    def enqueue_state(self, changes: Sequence[ChangelogRecord]) -> BatchDelivery:
+        """Hand a batch's customer state changes to librdkafka, for the table's changelog.
+
+        Meant to be called only once the broker has confirmed the batch's outputs. Written
+        together with them, a crash could leave the changelog holding transactions whose
+        verdicts never arrived; the restart would then score those again from a state that
+        already holds them, and their only verdict would not be the one training features
+        describe (issue 17: 78 first verdicts of one injected-bug run). In this order the
+        durable state never runs ahead of the durable verdicts.
+        """
+        delivery = BatchDelivery(self.failures)
+        produced = 0
         if self.changelog_topic is not None:
             # Same partition as the transactions that changed the state: that is where Faust
             # looks when it recovers the partition's table after a restart or rebalance.
-            for change in result.state_changes:
-                produce(
+            for change in changes:
+                self.producer.produce(
                     self.changelog_topic,
                     change.value,
                     change.key,
                     partition=change.partition,
-                    on_delivery=on_delivery,
+                    on_delivery=delivery.on_delivery,
                 )
                 produced += 1
         delivery.seal(produced)

@@ -15,6 +15,7 @@ from stream_app.model_store import ModelStore
 from stream_app.processor import BatchResult, BatchScorer
 from stream_app.scoring import Thresholds
 from stream_app.settings import Settings, WorkerSettings
+from stream_app.state import ChangelogRecord
 from stream_app.worker.app import create_app
 from stream_app.worker.model_swap import ModelSwapper, create_swap_metrics
 from stream_app.worker.parts import WorkerParts
@@ -23,11 +24,12 @@ from tests.factories import amount_model, transaction
 
 
 class RecordingPublisher:
-    """Stands in for the Kafka publisher: keeps each batch's result. The broker's answers come
-    when the test releases them (at once unless the test holds them)."""
+    """Stands in for the Kafka publisher: keeps each batch's result and state changes. The
+    broker's answers come when the test releases them (at once unless the test holds them)."""
 
     def __init__(self) -> None:
         self.results: list[BatchResult] = []
+        self.state_writes: list[list[ChangelogRecord]] = []
         self.deliveries: list[BatchDelivery] = []
         self.confirmations = 0
         self.waiting = asyncio.Event()  # someone waits for the broker's answers
@@ -35,8 +37,15 @@ class RecordingPublisher:
         self.released.set()
         self.changelog_topic: str | None = None
 
-    def enqueue(self, result: BatchResult) -> BatchDelivery:
+    def enqueue_outputs(self, result: BatchResult) -> BatchDelivery:
         self.results.append(result)
+        return self._outstanding()
+
+    def enqueue_state(self, changes: list[ChangelogRecord]) -> BatchDelivery:
+        self.state_writes.append(changes)
+        return self._outstanding()
+
+    def _outstanding(self) -> BatchDelivery:
         delivery = BatchDelivery(failure_log=[])
         delivery.seal(1)  # one answer outstanding, given once released
         self.deliveries.append(delivery)
@@ -115,10 +124,14 @@ def test_agent_scores_puts_in_batches_and_writes_state_changes(
     verdicts = [v for result in publisher.results for v in result.verdicts]
     letters = [d for result in publisher.results for d in result.dead_letters]
     changes = [c for result in publisher.results for c in result.state_changes]
+    written = [c for write in publisher.state_writes for c in write]
     assert [v.transaction_id for v in verdicts] == [f"t{i}" for i in range(5)]
     assert [d.reason for d in letters] == ["invalid_json"]
-    assert publisher.confirmations == len(publisher.results) <= 6
+    assert len(publisher.results) <= 6
+    # Every batch's outputs confirmed, and every batch with state changes had them written.
+    assert publisher.confirmations == len(publisher.results) + len(publisher.state_writes)
     assert {json.loads(c.key) for c in changes} == {"c0", "c1"}
+    assert written == changes
     assert scorer.metrics.registry.get_sample_value("fraudstream_transactions_scored_total") == 5
 
 
@@ -129,7 +142,7 @@ def test_a_batch_is_acknowledged_only_after_its_outputs_are_confirmed(
     agent = app.agents["stream_app.worker.app.score_transactions"]
     publisher.released.clear()
 
-    async def scenario() -> tuple[list[bool], list[bool]]:
+    async def scenario() -> tuple[list[bool], list[bool], int]:
         async with agent.test_context() as test_agent:
 
             async def put(index: int) -> Any:
@@ -142,14 +155,18 @@ def test_a_batch_is_acknowledged_only_after_its_outputs_are_confirmed(
             events += [await put(index) for index in range(3, 5)]
             await until(lambda: outputs(publisher) == 5, deadline_seconds=10)
             held = [event.message.acked for event in events]
+            state_written_while_held = len(publisher.state_writes)
             publisher.released.set()
             await until(lambda: all(e.message.acked for e in events), deadline_seconds=10)
-            return held, [event.message.acked for event in events]
+            return held, [event.message.acked for event in events], state_written_while_held
 
-    held, released = asyncio.run(scenario())
+    held, released, state_written_while_held = asyncio.run(scenario())
     assert held == [False] * 5, "nothing acknowledged before the broker confirmed it"
+    assert state_written_while_held == 0, "state written before the outputs were confirmed"
     assert released == [True] * 5
     assert len(publisher.results) >= 2
-    assert publisher.confirmations == len(publisher.results)
+    # Each batch changed c0's state: written once its outputs were confirmed, then confirmed.
+    assert len(publisher.state_writes) == len(publisher.results)
+    assert publisher.confirmations == 2 * len(publisher.results)
     lag = scorer.metrics.registry.get_sample_value("fraudstream_consumer_lag", {"partition": "0"})
     assert lag == 10 - 4 - 1  # high watermark 10, last offset 4

@@ -44,6 +44,8 @@ from tests.integration.fault_helpers import (
     ConfirmedProducer,
     VerdictReader,
     Workers,
+    assert_first_verdicts_match_offline,
+    offline_recovered_features,
     partition_progress,
     scored_restarting_on_stalls,
     simulated_transactions,
@@ -86,6 +88,7 @@ def test_refused_outputs_exit_70_without_acknowledging_and_the_restart_scores_th
     tmp_path: Path,
 ) -> None:
     transactions = simulated_transactions(COUNT, seed=37)
+    expected = offline_recovered_features(transactions)
     identity = {
         "app_id": f"fault-exit70-{uuid.uuid4().hex[:8]}",
         "data_dir": str(tmp_path / "exit70-data"),
@@ -138,7 +141,7 @@ def test_refused_outputs_exit_70_without_acknowledging_and_the_restart_scores_th
     # before that comes again), never more.
     assert max(log_.counts.values()) <= 2, log_.counts.most_common(3)
     assert measured_exit_s < 60, f"exit {measured_exit_s:.0f}s after the stream was produced"
-    # Features are not compared with training here: the changelog did accept the first
-    # worker's state changes, so the customers it folded in are scored again from state that
-    # already holds those transactions (not counted twice, but not "before" them either; see
-    # docs/faults.md). test_faults.py proves parity for first verdicts.
+    # The first worker's state changes never reached the changelog (they are written only once
+    # a batch's verdicts are confirmed, and none was): the restart scores every transaction
+    # from the history before it, as training does.
+    assert_first_verdicts_match_offline(log_, expected)

@@ -263,6 +263,12 @@ def mismatched_features(verdicts: Iterable[Verdict], expected: dict[str, list[fl
     ]
 
 
+def assert_first_verdicts_match_offline(log_: VerdictLog, expected: dict[str, list[float]]) -> None:
+    """The first verdict of every transaction saw exactly the customer's history before it."""
+    wrong = mismatched_features(log_.first.values(), expected)
+    assert not wrong, f"{len(wrong)} first verdicts differ from offline features: {wrong[:5]}"
+
+
 # --- worker processes against any broker ------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ from tests.integration.fault_helpers import (
     VerdictLog,
     VerdictReader,
     Workers,
+    assert_first_verdicts_match_offline,
     kill_hard,
     mismatched_features,
     offline_recovered_features,
@@ -143,12 +144,6 @@ def every_acknowledged_scored(
         lambda v: producer.acked <= set(v.counts), timeout, "every acknowledged transaction"
     )
     return reader.settle()
-
-
-def assert_first_verdicts_match_offline(log_: VerdictLog, expected: dict[str, list[float]]) -> None:
-    """The first verdict of every transaction saw exactly the customer's history before it."""
-    wrong = mismatched_features(log_.first.values(), expected)
-    assert not wrong, f"{len(wrong)} first verdicts differ from offline features: {wrong[:5]}"
 
 
 # --- 1. the worker is killed with SIGKILL in the middle of the stream ----------------------------
