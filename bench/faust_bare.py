@@ -26,7 +26,7 @@ import benchkit
 def run(args: argparse.Namespace) -> None:
     import faust
 
-    from stream_app.worker.kafka_transport import InlineHandOverTransport
+    from stream_app.worker.kafka_transport import NoGapTransport
 
     app = faust.App(
         f"bench-bare-{uuid.uuid4().hex[:8]}",
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> None:
         consumer_auto_offset_reset="earliest",
         topic_partitions=3,
     )
-    if args.transport == "inline":
-        app.transport = InlineHandOverTransport(app.conf.broker_consumer, app)
+    if args.transport == "worker":
+        app.transport = NoGapTransport(app.conf.broker_consumer, app)
     topic = app.topic(args.topic, key_serializer="raw", value_serializer="raw")
     state: dict[str, Any] = {"seen": 0, "first": None}
 
@@ -70,9 +70,9 @@ def bare_leg(count: int, runs: int, workdir: Path) -> dict[str, Any]:
     benchkit.create_topics([topic])
     try:
         benchkit.produce(topic, [(f"k{i % 1000}".encode(), b"x" * 64) for i in range(count)])
-        rates: dict[str, list[float]] = {"faust": [], "inline": []}
+        rates: dict[str, list[float]] = {"faust": [], "worker": []}
         for run_index in range(runs):
-            for transport in ("faust", "inline") if run_index % 2 == 0 else ("inline", "faust"):
+            for transport in ("faust", "worker") if run_index % 2 == 0 else ("worker", "faust"):
                 rates[transport].append(_one_run(topic, count, transport, workdir))
     finally:
         benchkit.delete_topics([topic, *benchkit.topics_with_prefix("bench-bare-")])
@@ -80,9 +80,9 @@ def bare_leg(count: int, runs: int, workdir: Path) -> dict[str, Any]:
         "messages": count,
         "runs_each": runs,
         "faust_transport_msg_per_s": rates["faust"],
-        "inline_hand_over_msg_per_s": rates["inline"],
+        "worker_transport_msg_per_s": rates["worker"],
         "msg_per_s": max(rates["faust"]),
-        "inline_msg_per_s": max(rates["inline"]),
+        "worker_transport_best_msg_per_s": max(rates["worker"]),
     }
 
 
@@ -119,7 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--transport", choices=["faust", "inline"], default="faust")
+    parser.add_argument("--transport", choices=["faust", "worker"], default="faust")
     parser.add_argument("--bootstrap", default=os.environ.get("BENCH_BOOTSTRAP", "127.0.0.1:9092"))
     parser.add_argument("--datadir", required=True)
     parser.add_argument("--result", required=True)

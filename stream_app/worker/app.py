@@ -27,7 +27,7 @@ from stream_app.state import ChangelogRecord
 from stream_app.validation import RawRecord
 from stream_app.worker import bulk_recovery
 from stream_app.worker.http_api import add_views
-from stream_app.worker.kafka_transport import InlineHandOverTransport
+from stream_app.worker.kafka_transport import NoGapTransport
 from stream_app.worker.parts import WorkerParts
 from stream_app.worker.publisher import BatchDelivery, VerdictPublisher
 from stream_app.worker.watchdog import ProgressWatchdog, install_watchdog
@@ -97,8 +97,8 @@ def _new_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=worker.session_timeout_seconds / 5,
         table_standby_replicas=worker.standby_replicas,
     )
-    # Before anything creates the default one: fetched messages reach the agent more cheaply.
-    app.transport = InlineHandOverTransport(app.conf.broker_consumer, app)
+    # Before anything creates the default one: no stream record lost around a seek-back.
+    app.transport = NoGapTransport(app.conf.broker_consumer, app)
     return app
 
 

@@ -1,86 +1,42 @@
-"""Faust's aiokafka transport with a cheaper hand-over of each fetched message to the streams.
+"""Faust's aiokafka transport with no silent gaps around a seek-back (issue 17).
 
-Faust's fetch loop (``Consumer._drain_messages``) hands every message to the conductor through
-``Service.wait_first(callback(message), suspend_flow.wait())``: four asyncio tasks, an
-``asyncio.wait`` and three cancellations per message, so that a rebalance can interrupt a hand-over
-that is stuck waiting (a full stream buffer, paused flow). On this project's hot path that was
-the largest single cost of the Faust shell (about a sixth of the worker's CPU time, measured with
-py-spy; see docs/benchmarks.md, "Where the time goes").
+Two things Faust 0.15.3 and aiokafka get wrong for this worker, each fixed here with a guard
+test on the pinned code it relies on (tests/unit/test_kafka_transport.py):
 
-Almost every hand-over completes without waiting: the conductor decodes the message and puts it
-on a queue that has room. So this loop first runs the hand-over inline, up to its first wait;
-only if it does have to wait does it hand the rest to Faust's own interruptible ``wait_first``,
-exactly as before. Everything else in the loop is Faust 0.15's code, unchanged.
+* aiokafka's ``seek_to_committed`` leaves partitions that have no committed offset where the
+  fetcher had got to, so on a fresh consumer group what was fetched and dropped before the
+  first commit was never read again: :meth:`NoGapConsumer.seek_to_committed` rewinds them.
+* Faust's recovery seeks back and then resumes flow control, which empties the stream queues;
+  records fetched in between were thrown away unscored and never read again:
+  :meth:`NoGapConsumer.perform_seek` holds them back and reads them again after the resume.
 
-The consumer also rewinds partitions that have no committed offset when Faust seeks back to
-the committed offsets (:meth:`InlineHandOverConsumer.seek_to_committed`), and holds a stream's
-records back from a seek-back until Faust has resumed flow control, which empties the stream
-queues (:meth:`InlineHandOverConsumer.perform_seek`): issue 17's unscored records.
+It also tells the progress watchdog how far the worker really got
+(:meth:`NoGapConsumer.processed_offset`).
+
+Faust's own fetch loop (``Consumer._drain_messages``) runs unchanged: the hold filters what
+:meth:`NoGapConsumer.getmany` yields to it. An earlier version copied that loop to hand each
+message over inline instead of through Faust's ``wait_first``; by the time the hold was added,
+a bare agent drained as fast with Faust's loop as with the copy (bench/faust_bare.py, best of
+three alternating runs each: 16,498 vs 16,577 msg/s), so the copy went (issue 18).
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Mapping
-from typing import Any, cast
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import cast
 
-from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
-from mode import Service, ServiceT
 
 # Longest a seek-back holds a stream's records back waiting for Faust to resume flow control;
 # the recovery resumes it within milliseconds of the seek-back when it does at all.
 HOLD_LIMIT_SECONDS = 5.0
-YIELD_EVERY = 100  # messages handed over between two turns given to the rest of the event loop
 
 
-class _ResumeAfterFirstWait(Awaitable[Any]):
-    """The rest of a coroutine that was run by hand up to its first ``yield``.
-
-    Awaiting it first yields what the coroutine yielded (the future it waits for), so the task
-    running it waits for that same future, then drives the coroutine on as ``await`` would.
-    """
-
-    def __init__(self, coroutine: Coroutine[Any, Any, Any], first_yield: Any) -> None:
-        self.coroutine, self.first_yield = coroutine, first_yield
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        pending = self.first_yield
-        while True:
-            try:
-                sent = yield pending
-            except GeneratorExit:  # closed unfinished: close the coroutine too, as await would
-                self.coroutine.close()
-                raise
-            except BaseException as exc:  # cancellation included: the coroutine must see it
-                try:
-                    pending = self.coroutine.throw(exc)
-                except StopIteration as finished:
-                    return finished.value
-            else:
-                try:
-                    pending = self.coroutine.send(sent)
-                except StopIteration as finished:
-                    return finished.value
-
-
-def run_until_first_wait(coroutine: Coroutine[Any, Any, Any]) -> _ResumeAfterFirstWait | None:
-    """Run ``coroutine`` inline; None if it finished, else what is left of it to await."""
-    try:
-        first_yield = coroutine.send(None)
-    except StopIteration:
-        return None
-    return _ResumeAfterFirstWait(coroutine, first_yield)
-
-
-class InlineHandOverConsumer(aiokafka_driver.Consumer):
-    """Faust's aiokafka consumer, handing fetched messages to the streams inline when it can.
-
-    ``_drain_messages`` is Faust 0.15.3's, split in three for reading; the one change is the
-    call to :meth:`_hand_over` where Faust awaits ``wait_first``.
-    """
+class NoGapConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer, with no stream record dropped around a seek-back."""
 
     _holding = False  # from a seek-back until Faust resumes flow control: see perform_seek
     _seek_done_at: float | None = None  # when the seek-back of the current hold returned
@@ -108,6 +64,28 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
         self._holding, self._seek_done_at = True, None
         await super().perform_seek()
         self._seek_done_at = time.monotonic()
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Faust's fetch, minus the stream records that arrive while a seek-back holds them.
+
+        Faust's fetch loop hands each message to the streams before it asks for the next, so
+        the hold is checked at the moment each one would be delivered."""
+        if await self._read_held_records_again():
+            return  # nothing fetched: the next round fetches from where that seek-back went
+        # Faust's getmany is an async generator (typed as an iterator): closed when we stop early.
+        fetched = cast(AsyncGenerator[tuple[TP, Message], None], super().getmany(timeout))
+        async with contextlib.aclosing(fetched):
+            async for tp, message in fetched:
+                if self._holding and self._hold_expired():
+                    self._holding = False
+                if self._holding and self.app.topics.acks_enabled_for(message.topic):
+                    self._held_back = True  # a stream's record, while its queue is to be cleared
+                    continue
+                if self._held_back and not self._holding:  # released: read the held ones again
+                    self._held_back = False
+                    await super().perform_seek()
+                    return  # the rest of this fetch is from before that seek: it comes again
+                yield tp, message
 
     def _watch_flow_control(self) -> None:
         """Release held records when Faust resumes flow control (after it cleared the queues)."""
@@ -174,84 +152,8 @@ class InlineHandOverConsumer(aiokafka_driver.Consumer):
         offsets = [offset for offset in known if offset]
         return max(offsets) if offsets else None
 
-    async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover
-        consumer_should_stop = cast(Service, self)._stopped.is_set
-        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                self.diag.set_flag(CONSUMER_FETCHING)
-                fetched = self.getmany(timeout=1.0)
-                # Sleeping because sometimes getmany is called in a loop
-                # never releasing to the event loop
-                await self.sleep(0)
-                if not self.should_stop:
-                    await self._deliver_fetched(fetched)
-                    self.diag.unset_flag(CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                # we're already stopping so ignore
-                self.log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                # we're already stopping so ignore
-                self.log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
-            raise
-        finally:
-            self.diag.unset_flag(CONSUMER_FETCHING)
 
-    async def _deliver_fetched(self, fetched: AsyncIterator[tuple[TP, Message]]) -> None:
-        if await self._read_held_records_again():
-            return  # not fetched: the next round fetches from where that seek-back went
-        since_yield = 0
-        async for tp, message in fetched:
-            if self._holding and self._hold_expired():
-                self._holding = False
-            if self._holding and self.app.topics.acks_enabled_for(message.topic):
-                self._held_back = True  # a stream's record, while its queue is to be cleared
-                continue
-            if self._held_back and not self._holding:  # released: read the held ones again
-                self._held_back = False
-                await super().perform_seek()
-                return  # the rest of this fetch is from before that seek: it comes again
-            since_yield += 1
-            if since_yield > YIELD_EVERY:
-                await asyncio.sleep(0)
-                since_yield = 0
-            await self._deliver(tp, message)
+class NoGapTransport(aiokafka_driver.Transport):
+    """The ``kafka://`` transport with :class:`NoGapConsumer`."""
 
-    async def _deliver(self, tp: TP, message: Message) -> None:
-        offset = message.offset
-        r_offset = self._read_offset[tp]
-        if r_offset is None or offset >= r_offset:
-            gap = offset - (r_offset or 0)
-            # We have a gap in income messages
-            if gap > 1 and r_offset and self.app.topics.acks_enabled_for(message.topic):
-                await self._add_gap(tp, r_offset + 1, offset)
-            if self._commit_every is not None and self._n_acked >= self._commit_every:
-                self._n_acked = 0
-                await self.commit()
-            await self._hand_over(self.callback(message), self.suspend_flow.is_set())
-            self._read_offset[tp] = offset
-        else:
-            self.log.dev("DROPPED MESSAGE ROFF %r: k=%r v=%r", offset, message.key, message.value)
-
-    async def _hand_over(self, delivery: Awaitable[Any], flow_suspended: bool) -> None:
-        """Inline hand-over: Faust's interruptible wait only for a delivery that has to wait."""
-        if flow_suspended or not isinstance(delivery, Coroutine):  # e.g. during a rebalance
-            await self.wait_first(delivery, self.suspend_flow.wait())
-            return
-        rest = run_until_first_wait(delivery)
-        if rest is not None:
-            await self.wait_first(rest, self.suspend_flow.wait())
-
-
-class InlineHandOverTransport(aiokafka_driver.Transport):
-    """The ``kafka://`` transport with :class:`InlineHandOverConsumer`."""
-
-    Consumer = InlineHandOverConsumer
+    Consumer = NoGapConsumer

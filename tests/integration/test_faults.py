@@ -401,9 +401,9 @@ def score_batch(self, records):
 BatchScorer.score_batch = score_batch
 
 if os.environ.get("FAULT_REVERT_SEEK_FIX"):  # measure the failure rate without the fix
-    from stream_app.worker.kafka_transport import InlineHandOverConsumer
+    from stream_app.worker.kafka_transport import NoGapConsumer
 
-    del InlineHandOverConsumer.seek_to_committed
+    del NoGapConsumer.seek_to_committed
 
 """
 

@@ -1,4 +1,5 @@
-"""The inline hand-over: a coroutine run by hand up to its first wait, then awaited as usual."""
+"""The worker's consumer: no stream record lost around a seek-back (issue 17), and guards on
+the pinned Faust, mode and aiokafka code it relies on."""
 
 from __future__ import annotations
 
@@ -10,83 +11,23 @@ import pytest
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
 
-from stream_app.worker.kafka_transport import InlineHandOverConsumer, run_until_first_wait
+from stream_app.worker.kafka_transport import NoGapConsumer
+
+# The hash of Faust's fetch loop, which NoGapConsumer.getmany relies on: it hands each message
+# to the streams before it asks getmany for the next, and reads getmany from self.
+FAUST_FETCH_LOOP_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
 
 
-def test_a_hand_over_that_never_waits_finishes_inline() -> None:
-    delivered: list[str] = []
-
-    async def deliver() -> None:
-        delivered.append("m1")
-
-    async def scenario() -> None:
-        assert run_until_first_wait(deliver()) is None
-        assert delivered == ["m1"]  # done before anything else ran on the loop
-
-    asyncio.run(scenario())
-
-
-def test_a_hand_over_that_waits_resumes_where_it_stopped() -> None:
-    steps: list[str] = []
-
-    async def deliver(room: asyncio.Event) -> str:
-        steps.append("decoded")
-        await room.wait()  # a full buffer, say
-        await asyncio.sleep(0)
-        steps.append("queued")
-        return "ok"
-
-    async def scenario() -> str:
-        room = asyncio.Event()
-        rest = run_until_first_wait(deliver(room))
-        assert rest is not None and steps == ["decoded"]
-        finishing = asyncio.ensure_future(rest)
-        await asyncio.sleep(0)
-        assert not finishing.done()
-        room.set()
-        return await asyncio.wait_for(finishing, timeout=10)
-
-    assert asyncio.run(scenario()) == "ok"
-    assert steps == ["decoded", "queued"]
-
-
-def test_cancelling_a_waiting_hand_over_cancels_the_delivery_itself() -> None:
-    seen: list[str] = []
-
-    async def deliver(room: asyncio.Event) -> None:
-        try:
-            await room.wait()
-        except asyncio.CancelledError:
-            seen.append("cancelled")
-            raise
-
-    async def scenario() -> None:
-        rest = run_until_first_wait(deliver(asyncio.Event()))
-        assert rest is not None
-        finishing = asyncio.ensure_future(rest)
-        await asyncio.sleep(0)
-        finishing.cancel()  # what wait_first does when a rebalance suspends the flow
-        with pytest.raises(asyncio.CancelledError):
-            await finishing
-
-    asyncio.run(scenario())
-    assert seen == ["cancelled"]
-
-
-# The hash of the Faust fetch loop that InlineHandOverConsumer._drain_messages copies.
-COPIED_FAUST_FETCH_LOOP_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
-
-
-def test_the_copied_fetch_loop_still_matches_the_installed_faust() -> None:
-    # InlineHandOverConsumer overrides a private Faust method with a copy of it; an upgrade of
-    # faust-streaming that changes the original must be looked at, not silently run past.
+def test_guard_faust_fetch_loop_is_the_one_the_hold_was_written_for() -> None:
+    # The hold in NoGapConsumer.getmany is checked when Faust's loop asks for the next message;
+    # an upgrade of faust-streaming that changes that loop must be looked at, not run past.
     import hashlib
     import inspect
 
     from faust.transport.consumer import Consumer
 
     source = inspect.getsource(Consumer._drain_messages)
-    assert hashlib.sha256(source.encode()).hexdigest() == COPIED_FAUST_FETCH_LOOP_SHA256, (
+    assert hashlib.sha256(source.encode()).hexdigest() == FAUST_FETCH_LOOP_SHA256, (
         "faust's Consumer._drain_messages changed: re-check stream_app/worker/kafka_transport.py"
     )
 
@@ -107,7 +48,7 @@ class FakeThread:
 
 def test_seeking_to_committed_rewinds_partitions_that_have_no_commit() -> None:
     committed = {TP("t", 0): 1200, TP("t", 1): None, TP("t", 2): 0}
-    consumer = InlineHandOverConsumer.__new__(InlineHandOverConsumer)
+    consumer = NoGapConsumer.__new__(NoGapConsumer)
     thread = FakeThread(committed)
     consumer._thread = thread  # type: ignore[assignment]
     assert asyncio.run(consumer.seek_to_committed()) == committed
@@ -116,7 +57,7 @@ def test_seeking_to_committed_rewinds_partitions_that_have_no_commit() -> None:
 
 def test_guard_aiokafka_seek_to_committed_skips_partitions_without_a_commit() -> None:
     """Why the override exists: the pinned aiokafka moves only partitions committed above 0.
-    If this changes, the rewind in InlineHandOverConsumer.seek_to_committed may be redundant."""
+    If this changes, the rewind in NoGapConsumer.seek_to_committed may be redundant."""
     import inspect
 
     from aiokafka import AIOKafkaConsumer
@@ -140,7 +81,7 @@ class FakeApp:
 def test_processed_offset_is_the_later_of_the_last_commit_and_the_commit_found_at_the_seek() -> (
     None
 ):
-    consumer = InlineHandOverConsumer.__new__(InlineHandOverConsumer)
+    consumer = NoGapConsumer.__new__(NoGapConsumer)
     consumer._thread = FakeThread({TP("t", 0): 700, TP("t", 1): None, TP("t", 2): 300})  # type: ignore[assignment]
     consumer.app = FakeApp({TP("t", 2): 450, TP("t", 0): 200})  # type: ignore[assignment]
     asyncio.run(consumer.seek_to_committed())
@@ -177,8 +118,9 @@ class FakeFlowControl:
         self.resumed += 1
 
 
-class HoldingConsumer(InlineHandOverConsumer):
-    """The hold-back logic alone: Faust's seek-back and hand-over recorded, no broker."""
+class HoldingConsumer(NoGapConsumer):
+    """The hold-back logic alone: Faust's seek-back recorded, its fetch given by the test, and
+    what getmany yields to Faust's fetch loop recorded as delivered; no broker."""
 
     def __init__(self) -> None:  # no Faust service set-up
         self.flow_control = FakeFlowControl()
@@ -186,11 +128,24 @@ class HoldingConsumer(InlineHandOverConsumer):
         self.delivered: list[tuple[str, int]] = []
         self.seeks = 0
 
-    async def _deliver(self, tp: TP, message: Message) -> None:
-        self.delivered.append((tp.topic, message.offset))
-
     async def _faust_perform_seek(self) -> None:
         self.seeks += 1
+
+    def one_fetch_round(
+        self, fetched: AsyncIterator[tuple[TP, Message]], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """One round of Faust's fetch loop over ``fetched``."""
+
+        def faust_getmany(consumer: object, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+            return fetched
+
+        monkeypatch.setattr(aiokafka_driver.Consumer, "getmany", faust_getmany)
+
+        async def fetch_loop_round() -> None:
+            async for tp, message in self.getmany(timeout=1.0):
+                self.delivered.append((tp.topic, message.offset))
+
+        asyncio.run(fetch_loop_round())
 
 
 def fetched_records(*records: tuple[str, int]) -> AsyncIterator[tuple[TP, Message]]:
@@ -209,14 +164,14 @@ def test_from_a_seek_back_until_flow_control_resumes_stream_records_are_held_bac
         aiokafka_driver.Consumer, "perform_seek", HoldingConsumer._faust_perform_seek
     )
     asyncio.run(consumer.perform_seek())  # Faust's recovery: seek back...
-    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("t-changelog", 9))))
+    consumer.one_fetch_round(fetched_records(("tx", 5), ("t-changelog", 9)), monkeypatch)
     assert consumer.delivered == [("t-changelog", 9)]  # the changelog's records still flow
     consumer.app.flow_control.resume()  # ...then resume flow control (it empties the queues)
     assert consumer.flow_control.resumed == 1
-    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 6), ("tx", 7))))
+    consumer.one_fetch_round(fetched_records(("tx", 6), ("tx", 7)), monkeypatch)
     assert consumer.seeks == 2  # the held record is read again: one more seek-back first
     assert consumer.delivered == [("t-changelog", 9)]  # and the rest of that fetch is stale
-    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("tx", 6))))
+    consumer.one_fetch_round(fetched_records(("tx", 5), ("tx", 6)), monkeypatch)
     assert consumer.delivered == [("t-changelog", 9), ("tx", 5), ("tx", 6)]
     assert consumer.seeks == 2
 
@@ -248,12 +203,12 @@ def test_a_hold_that_no_resume_ends_expires_and_the_held_records_are_read_again(
     faust_seek = HoldingConsumer._faust_perform_seek
     monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", faust_seek)
     asyncio.run(consumer.perform_seek())
-    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5))))
+    consumer.one_fetch_round(fetched_records(("tx", 5)), monkeypatch)
     assert consumer.delivered == []  # held
     monkeypatch.setattr(transport, "HOLD_LIMIT_SECONDS", -1.0)  # the limit has passed
-    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("tx", 6))))
+    consumer.one_fetch_round(fetched_records(("tx", 5), ("tx", 6)), monkeypatch)
     assert consumer.seeks == 2  # released: seek back, then read them again
-    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 5), ("tx", 6))))
+    consumer.one_fetch_round(fetched_records(("tx", 5), ("tx", 6)), monkeypatch)
     assert consumer.delivered == [("tx", 5), ("tx", 6)]
 
 
@@ -264,7 +219,7 @@ def test_held_records_that_were_the_partitions_last_are_read_again_with_nothing_
     faust_seek = HoldingConsumer._faust_perform_seek
     monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", faust_seek)
     asyncio.run(consumer.perform_seek())
-    asyncio.run(consumer._deliver_fetched(fetched_records(("tx", 852))))  # the last record
+    consumer.one_fetch_round(fetched_records(("tx", 852)), monkeypatch)  # the last record
     consumer.app.flow_control.resume()
-    asyncio.run(consumer._deliver_fetched(fetched_records()))  # a round with nothing new
+    consumer.one_fetch_round(fetched_records(), monkeypatch)  # a round with nothing new
     assert consumer.seeks == 2
