@@ -80,6 +80,8 @@ def create_app(settings: Settings, parts: WorkerParts) -> faust.App:
 
 def _new_app(settings: Settings) -> faust.App:
     worker, kafka = settings.worker, settings.kafka
+    # Faust creates only the last folder of its datadir: a new container has no .local yet.
+    worker.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         worker.app_id,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],

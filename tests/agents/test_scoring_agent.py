@@ -170,3 +170,12 @@ def test_a_batch_is_acknowledged_only_after_its_outputs_are_confirmed(
     assert publisher.confirmations == 2 * len(publisher.results)
     lag = scorer.metrics.registry.get_sample_value("fraudstream_consumer_lag", {"partition": "0"})
     assert lag == 10 - 4 - 1  # high watermark 10, last offset 4
+
+
+def test_the_app_creates_its_data_folder_with_its_parents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nested = tmp_path / "new" / "container" / "worker"
+    app, _, _ = build(nested, monkeypatch)
+    assert nested.is_dir()
+    assert app.conf.datadir == nested

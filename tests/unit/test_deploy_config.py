@@ -119,6 +119,18 @@ def test_compose_services_others_wait_for_have_healthchecks(service: str) -> Non
     assert not healthcheck.get("disable", False)
 
 
+def test_compose_services_of_the_project_image_do_not_inherit_the_workers_health_check() -> None:
+    """The image's HEALTHCHECK asks the worker's /health: every other service started from the
+    image (or built from it, as mlflow is) has its own check or disables it, else it would
+    show as unhealthy for ever."""
+    for name, service in compose()["services"].items():
+        if service.get("image") != "fraudstream:local" or name == "worker":
+            continue
+        healthcheck = service.get("healthcheck")
+        assert healthcheck, f"{name} inherits the worker's health check"
+        assert healthcheck.get("disable") or "6066" not in str(healthcheck.get("test")), name
+
+
 def test_compose_dependents_wait_until_kafka_and_worker_are_healthy() -> None:
     waited_on = 0
     for name, service in compose()["services"].items():
