@@ -93,9 +93,9 @@ def add_population_options(parser: argparse.ArgumentParser, *, wall_clock: bool)
         "--preset",
         choices=list(PRESETS),
         default=DEFAULT_PRESET,
-        help="simulated world (default %(default)s): 'realistic' has fraud that mimics the "
-        "customer, merchants breached for days, noisy labels up to 5 weeks late and a few "
-        "busy fraudsters (docs/simulator.md); the options below override it",
+        help="which simulated world: 'default' (the demo's, easy to score) or 'realistic' "
+        "(fraud that mimics the customer, merchants breached for days, noisy labels up to 5 "
+        "weeks late, a few busy fraudsters; docs/simulator.md); the options below apply on top",
     )
     for flag, kind, default, what in (
         ("--seed", non_negative_int, defaults.seed, "random seed"),

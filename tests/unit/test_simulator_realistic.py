@@ -94,6 +94,8 @@ def test_preset_option_builds_the_preset_with_the_options_applied() -> None:
         timedelta(days=2),
     )
     assert config.labels.missed_fraud == REALISTIC.labels.missed_fraud  # noise kept
+    stream = cli.build_parser().parse_args(["stream", "--preset", "realistic"])
+    assert simulator_config(stream, REALISTIC.start).labels == REALISTIC.labels
 
 
 def test_mimicking_fraud_buys_the_usual_categories_at_about_the_usual_ticket(
