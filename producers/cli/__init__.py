@@ -4,6 +4,7 @@ Examples::
 
     fraudstream-generate history --days 60 --seed 7                # lake under the store URI
     fraudstream-generate history --days 30 --parquet backtest.parquet --no-lake
+    fraudstream-generate history --days 60 --preset realistic --parquet hard.parquet --no-lake
     fraudstream-generate stream --rate 200 --duration 10m --drift-at-count 50000
 
 ``stream`` runs in simulated time by default: a customer pays about once a simulated day, as in
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  fraudstream-generate history --days 60 --seed 7\n"
         "  fraudstream-generate history --days 30 --no-lake --parquet backtest.parquet\n"
+        "  fraudstream-generate history --preset realistic --no-lake --parquet hard.parquet\n"
         "  fraudstream-generate stream --rate 200 --duration 10m --drift-at-count 50000",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -42,7 +42,7 @@ def add_history_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "(no ground truth) and the labels published by the end of the history; --csv/--parquet "
         "write one file with the transactions plus is_fraud and scenario for backtests.",
     )
-    add_population_options(history, default_delay="1d-10d")
+    add_population_options(history, wall_clock=False)
     history.add_argument(
         "--days", type=non_negative_int, default=60, help="simulated days (default 60)"
     )

@@ -27,12 +27,13 @@ from producers.simulator import (
     LabelPolicy,
     SimulatorConfig,
 )
+from producers.simulator.presets import DEFAULT_PRESET, PRESETS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-# Label delays by clock: realistic chargeback delays in simulated time (the history's), a short
-# range in wall-clock time so that labels show up during a demo.
-STREAM_LABEL_DELAYS = {"simulated": "1d-10d", "wall": "30s-5m"}
+# Label delays by clock: the preset's chargeback delays in simulated time (the history's), a
+# short range in wall-clock time so that labels show up during a demo.
+STREAM_LABEL_DELAYS = {"wall": "30s-5m"}
 # The options' defaults are the simulator's own (one source; the help text prints them).
 SIMULATOR_DEFAULTS = SimulatorConfig()
 
@@ -78,8 +79,24 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def add_population_options(parser: argparse.ArgumentParser, default_delay: str | None) -> None:
+def _delay_text(config: SimulatorConfig) -> str:
+    return f"{_days(config.labels.delay_min)}-{_days(config.labels.delay_max)}"
+
+
+def _days(delay: timedelta) -> str:
+    return f"{delay / timedelta(days=1):g}d"
+
+
+def add_population_options(parser: argparse.ArgumentParser, *, wall_clock: bool) -> None:
     defaults = SIMULATOR_DEFAULTS
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default=DEFAULT_PRESET,
+        help="which simulated world: 'default' (the demo's, easy to score) or 'realistic' "
+        "(fraud that mimics the customer, merchants breached for days, noisy labels up to 5 "
+        "weeks late, a few busy fraudsters; docs/simulator.md); the options below apply on top",
+    )
     for flag, kind, default, what in (
         ("--seed", non_negative_int, defaults.seed, "random seed"),
         ("--customers", int, defaults.n_customers, "customers"),
@@ -92,15 +109,13 @@ def add_population_options(parser: argparse.ArgumentParser, default_delay: str |
         default=1.0,
         help="multiply every fraud scenario's rate (default 1.0, about 0.7 %% of transactions)",
     )
-    delays = STREAM_LABEL_DELAYS
+    presets = ", ".join(f"{name} {_delay_text(config)}" for name, config in PRESETS.items())
+    wall = f"; {STREAM_LABEL_DELAYS['wall']} with --clock wall" if wall_clock else ""
     parser.add_argument(
         "--label-delay",
         type=parse_delay_range,
-        default=parse_delay_range(default_delay) if default_delay else None,
         metavar="MIN-MAX",
-        help="label delay range, e.g. 1d-10d (default "
-        + (default_delay or f"{delays['simulated']}, or {delays['wall']} with --clock wall")
-        + ")",
+        help=f"label delay range, e.g. 1d-10d (default: the preset's: {presets}{wall})",
     )
     parser.add_argument(
         "--no-legit-labels",
@@ -118,21 +133,32 @@ def add_population_options(parser: argparse.ArgumentParser, default_delay: str |
 
 
 def simulator_config(args: argparse.Namespace, start: datetime) -> SimulatorConfig:
-    delay_min, delay_max = args.label_delay
+    """The preset's configuration with the options applied (validated again, as a whole)."""
+    preset = PRESETS[args.preset]
+    delays = args.label_delay or (preset.labels.delay_min, preset.labels.delay_max)
+    labels = LabelPolicy(
+        **{
+            **dict(preset.labels),
+            "delay_min": delays[0],
+            "delay_max": delays[1],
+            "emit_legit": not args.no_legit_labels,
+        }
+    )
     drift_at = getattr(args, "drift_at", None)
     drift = DriftSchedule()
     if drift_at is not None or args.drift_at_count is not None:
         drift = DriftSchedule.standard(at=drift_at, at_transaction=args.drift_at_count)
     return SimulatorConfig(
-        seed=args.seed,
-        n_customers=args.customers,
-        n_merchants=args.merchants,
-        start=start,
-        fraud_rates=SimulatorConfig().fraud_rates.scaled(args.fraud_scale),
-        labels=LabelPolicy(
-            delay_min=delay_min, delay_max=delay_max, emit_legit=not args.no_legit_labels
-        ),
-        drift=drift,
+        **{
+            **dict(preset),
+            "seed": args.seed,
+            "n_customers": args.customers,
+            "n_merchants": args.merchants,
+            "start": start,
+            "fraud_rates": preset.fraud_rates.scaled(args.fraud_scale),
+            "labels": labels,
+            "drift": drift,
+        }
     )
 
 

@@ -59,7 +59,7 @@ def add_stream_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "clock, at the population's own rate). With --clock wall every transaction is stamped "
         "with the wall clock instead. Runs until --count or --duration is reached, or Ctrl-C.",
     )
-    add_population_options(stream, default_delay=None)
+    add_population_options(stream, wall_clock=True)
     stream.add_argument(
         "--clock",
         choices=("simulated", "wall"),
@@ -118,8 +118,8 @@ class _Sent:
 
 
 def run_stream(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    if args.label_delay is None:
-        args.label_delay = parse_delay_range(STREAM_LABEL_DELAYS[args.clock])
+    if args.label_delay is None and args.clock == "wall":
+        args.label_delay = parse_delay_range(STREAM_LABEL_DELAYS["wall"])
     now = datetime.now(UTC)
     plan = _wall_plan(args, now) if args.clock == "wall" else _simulated_plan(args, now)
     with (

@@ -12,8 +12,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from producers.simulator.frames import as_utc
-from producers.simulator.fraud import FRAUD_SCENARIOS, SCENARIOS
-from producers.simulator.world import CARD_TESTING, CATEGORIES, CATEGORY_INDEX, CRYPTO_CASHOUT
+from producers.simulator.scenarios import FRAUD_SCENARIOS, SCENARIOS
+from producers.simulator.world import (
+    CARD_TESTING,
+    CATEGORIES,
+    CATEGORY_INDEX,
+    CRYPTO_CASHOUT,
+    FRAUD_DEVICE_POOL,
+)
 from stream_app.geo import REGIONS
 
 MIN_MERCHANTS = len(REGIONS) * len(CATEGORIES)  # one per region and category at least
@@ -37,6 +43,10 @@ class FraudRates(_Config):
     impossible_travel: float = Field(default=0.5, ge=0)
     high_value: float = Field(default=0.8, ge=0)
     crypto_cashout: float = Field(default=0.0, ge=0, description="Off until a drift enables it.")
+    # The quiet scenarios of producers.simulator.subtle_fraud, off unless a preset sets them.
+    habit_mimic: float = Field(default=0.0, ge=0)
+    merchant_breach: float = Field(default=0.0, ge=0, description="Breaches (each lasts days).")
+    quiet_card_testing: float = Field(default=0.0, ge=0)
 
     def per_scenario(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in FRAUD_SCENARIOS}
@@ -46,12 +56,28 @@ class FraudRates(_Config):
 
 
 class LabelPolicy(_Config):
-    """When ground truth becomes known: a uniform delay after the transaction, for every label."""
+    """When ground truth becomes known (a uniform delay after the transaction, for every label)
+    and how wrong it is.
+
+    Noise is off by default. With it, a transaction's ``is_fraud`` (in the history frame and in
+    its label) is what the chargeback feed reports, and ``scenario`` stays what happened: a
+    fraud never reported has a fraud scenario and ``is_fraud`` false; a legitimate online
+    purchase charged back anyway ("friendly fraud") has scenario ``legit`` and ``is_fraud`` true.
+    """
 
     delay_min: timedelta = timedelta(days=1)
     delay_max: timedelta = timedelta(days=10)
     emit_legit: bool = Field(
         default=True, description="Also publish is_fraud=false labels (training needs negatives)."
+    )
+    missed_fraud: float = Field(
+        default=0.0, ge=0, le=1, description="Share of fraudulent transactions never reported."
+    )
+    false_chargeback: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of legitimate online transactions charged back as fraud anyway.",
     )
 
     @model_validator(mode="after")
@@ -135,6 +161,18 @@ class DriftSchedule(_Config):
         return cls(events=(event,))
 
 
+class Fraudsters(_Config):
+    """The fraudsters' shared devices: how many there are, and how often an attack uses one.
+
+    Attacks that do not use a pooled device use a brand-new one. Few devices reused every time
+    is "fewer fraudsters who do more"; no feature keys on a device across customers today, so
+    it shows as victims sharing devices in the data, not as an easy signal.
+    """
+
+    devices: int = Field(default=FRAUD_DEVICE_POOL, ge=1)
+    device_reuse: float = Field(default=0.5, ge=0, le=1)
+
+
 class SimulatorConfig(_Config):
     """Everything that determines a run; same config (seed included) gives identical output."""
 
@@ -149,6 +187,7 @@ class SimulatorConfig(_Config):
     international_travel_rate: float = Field(default=0.005, ge=0, le=1)
     fraud_rates: FraudRates = FraudRates()
     labels: LabelPolicy = LabelPolicy()
+    fraudsters: Fraudsters = Fraudsters()
     drift: DriftSchedule = DriftSchedule()
 
     @field_validator("start")

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from producers.simulator.config import DriftEvent, SimulatorConfig
@@ -30,13 +31,15 @@ from producers.simulator.frames import (
     from_ms,
     to_ms,
 )
-from producers.simulator.fraud import FRAUD_SCENARIOS, SCENARIOS, Window
+from producers.simulator.fraud import Window
 from producers.simulator.legit import Schedule, legit_draft, legit_schedule
+from producers.simulator.scenarios import FRAUD_SCENARIOS, SCENARIOS
 from producers.simulator.world import (
     CATEGORIES,
     CHANNELS,
     DAY_MS,
     LEGIT,
+    ONLINE,
     IntArray,
     build_world,
     random_ids,
@@ -78,6 +81,8 @@ class _RunState:
     regime: Regime
     pending_events: list[tuple[int, DriftEvent]]
     emitted: int = 0
+    # Fraud rows of incidents that outlive their day (a merchant breach), by the day they are on.
+    carried: dict[int, list[Draft]] = field(default_factory=dict)
 
 
 class Simulator:
@@ -90,6 +95,8 @@ class Simulator:
             config.n_customers,
             config.n_merchants,
             config.transactions_per_customer_day,
+            config.fraudsters.devices,
+            config.fraudsters.device_reuse,
         )
         self.drift_log: list[DriftRecord] = []
         # Labels not yet published, by the simulated day (from start) they will be published on.
@@ -125,7 +132,7 @@ class Simulator:
             regimes.append(regimes[-1].after(event, _rng(config.seed, _DRIFT_STREAM, index)))
         state.regime = regimes[-1]
         bounds = [start_ms, *(time_ms for time_ms, _, _ in switches), end_ms]
-        draft = self._draft_day(rng, schedule, regimes, bounds)
+        draft = self._carry_over(state, day, self._draft_day(rng, schedule, regimes, bounds))
         transactions = self._frame(draft, rng)
         new_labels = self._labels(transactions, rng)
         for time_ms, _, event in switches:
@@ -160,6 +167,22 @@ class Simulator:
         ]
         draft = Draft.concat([legit, *fraud])
         return draft.take(np.argsort(draft.time_ms, kind="stable"))
+
+    def _carry_over(self, state: _RunState, day: int, draft: Draft) -> Draft:
+        """Today's rows: the day's own plus those carried to it; later rows wait for their day."""
+        carried = state.carried.pop(day, [])
+        if carried:
+            draft = Draft.concat([draft, *carried])
+            draft = draft.take(np.argsort(draft.time_ms, kind="stable"))
+        day_end_ms = to_ms(self.config.start) + (day + 1) * DAY_MS
+        later = draft.time_ms >= day_end_ms
+        if not later.any():
+            return draft
+        rest = draft.take(np.flatnonzero(later))
+        due_day = day + 1 + (rest.time_ms - day_end_ms) // DAY_MS
+        for due in np.unique(due_day):
+            state.carried.setdefault(int(due), []).append(rest.take(np.flatnonzero(due_day == due)))
+        return draft.take(np.flatnonzero(~later))
 
     def _due_switches(
         self, state: _RunState, start_ms: int, end_ms: int, legit_ms: IntArray
@@ -218,7 +241,24 @@ class Simulator:
             "is_fraud": draft.scenario != LEGIT,
             "scenario": draft.scenario,
         }
+        columns["is_fraud"] = self._reported(draft, rng)
         return pd.DataFrame(columns)
+
+    def _reported(self, draft: Draft, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
+        """What the chargeback feed will say: the truth, unless the policy adds label noise.
+
+        Noise draws from the day's generator only when it is on, so runs without noise are
+        identical to runs from before it existed.
+        """
+        truth: npt.NDArray[np.bool_] = draft.scenario != LEGIT
+        policy = self.config.labels
+        if policy.missed_fraud == 0 and policy.false_chargeback == 0:
+            return truth
+        u = rng.random(len(draft))
+        missed = truth & (u < policy.missed_fraud)
+        charged_back = ~truth & (draft.channel == ONLINE) & (u < policy.false_chargeback)
+        reported: npt.NDArray[np.bool_] = (truth & ~missed) | charged_back
+        return reported
 
     def _labels(self, transactions: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         policy = self.config.labels

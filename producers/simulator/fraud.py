@@ -3,7 +3,10 @@
 A scenario returns a :class:`~producers.simulator.draft.Draft` of its fraudulent transactions
 (most incidents are several: a card-testing burst is 8-25). They are kept apart from legitimate
 traffic so that a new pattern is one function and one entry in :data:`SCENARIOS`, which the
-configuration (:class:`~producers.simulator.config.FraudRates`) and the drift events name.
+configuration (:class:`~producers.simulator.config.FraudRates`) and the drift events name
+(the registry, with the realistic preset's scenarios of :mod:`.subtle_fraud`, is
+:mod:`.scenarios`). These classic scenarios are loud on purpose: each has a signal a model
+learns in a day (new device abroad, tiny bursts, a new terminal, amounts far above habit).
 """
 
 from __future__ import annotations
@@ -59,12 +62,12 @@ class Window:
 Scenario = Callable[[World, np.random.Generator, Window, int, Draft], Draft]
 
 
-def _rows(sizes: IntArray) -> IntArray:
+def incident_rows(sizes: IntArray) -> IntArray:
     """Incident index for each transaction of a set of incidents with the given sizes."""
     return np.repeat(np.arange(sizes.size, dtype=np.int64), sizes)
 
 
-def _burst(
+def burst(
     rng: np.random.Generator, window: Window, starts: IntArray, sizes: IntArray, mean_gap_ms: float
 ) -> IntArray:
     """Times of each incident's transactions: its start, then exponential gaps."""
@@ -76,7 +79,7 @@ def _burst(
     return window.clip(np.repeat(starts, sizes) + offsets.astype(np.int64))
 
 
-def _choose(rng: np.random.Generator, weights: dict[str, float], n: int) -> IntArray:
+def choose(rng: np.random.Generator, weights: dict[str, float], n: int) -> IntArray:
     names = list(weights)
     p = np.array([weights[name] for name in names])
     picks = rng.choice(len(names), size=n, p=p / p.sum())
@@ -97,11 +100,11 @@ def _typical_amount(
     return amount
 
 
-def _attacker_devices(world: World, rng: np.random.Generator, n: int) -> ObjectArray:
-    """Half the time a device from the fraudsters' shared pool, otherwise a brand-new one."""
+def attacker_devices(world: World, rng: np.random.Generator, n: int) -> ObjectArray:
+    """A device from the fraudsters' shared pool (by default half the time), else a new one."""
     pooled = world.fraud_devices[rng.integers(world.fraud_devices.size, size=n)]
     fresh = random_ids(rng, n, "dev-")
-    reuse = rng.random(n) < 0.5
+    reuse = rng.random(n) < world.fraud_device_reuse
     return np.where(reuse, pooled, fresh)
 
 
@@ -121,17 +124,17 @@ def card_testing(
     """A stolen card number checked with bursts of tiny online payments at many merchants."""
     customer = rng.integers(world.customers.size, size=n)
     sizes = rng.integers(8, 26, size=n)
-    rows = _rows(sizes)
-    time_ms = _burst(rng, window, window.starts(rng, n, 45 * MINUTE_MS), sizes, 90_000)
+    rows = incident_rows(sizes)
+    time_ms = burst(rng, window, window.starts(rng, n, 45 * MINUTE_MS), sizes, 90_000)
     weights = {"digital_goods": 0.6, "entertainment": 0.25, "apparel": 0.15}
     return make_draft(
         CARD_TESTING,
         time_ms,
         customer[rows],
         rng.integers(world.regions.size, size=n)[rows],
-        _choose(rng, weights, rows.size),
+        choose(rng, weights, rows.size),
         ONLINE,
-        _attacker_devices(world, rng, n)[rows],
+        attacker_devices(world, rng, n)[rows],
         rng.uniform(0.5, 5.0, size=rows.size),
     )
 
@@ -143,16 +146,16 @@ def account_takeover(
     customer = rng.integers(world.customers.size, size=n)
     probes = rng.integers(1, 3, size=n)
     sizes = probes + rng.integers(2, 7, size=n)
-    rows = _rows(sizes)
-    time_ms = _burst(rng, window, window.starts(rng, n, 6 * HOUR_MS), sizes, 40 * MINUTE_MS)
+    rows = incident_rows(sizes)
+    time_ms = burst(rng, window, window.starts(rng, n, 6 * HOUR_MS), sizes, 40 * MINUTE_MS)
     position = np.arange(rows.size) - np.repeat(group_offsets(sizes), sizes)
     probe = position < probes[rows]
-    big = _choose(rng, {"electronics": 0.45, "jewelry": 0.25, "travel": 0.3}, rows.size)
+    big = choose(rng, {"electronics": 0.45, "jewelry": 0.25, "travel": 0.3}, rows.size)
     category = np.where(probe, CATEGORY_INDEX["digital_goods"], big)
     cash_out = _typical_amount(world, rng, customer[rows], category, 2.0, 6.0)
     amount = np.where(probe, rng.uniform(5.0, 30.0, size=rows.size), cash_out)
     region = _elsewhere(world, rng, world.customers.home_region[customer])[rows]
-    device = _attacker_devices(world, rng, n)[rows]
+    device = attacker_devices(world, rng, n)[rows]
     return make_draft(
         ACCOUNT_TAKEOVER, time_ms, customer[rows], region, category, ONLINE, device, amount
     )
@@ -166,12 +169,12 @@ def compromised_merchant(
     p = world.merchants.weight * active
     merchant = rng.choice(world.merchants.ids.size, size=n, p=p / p.sum())
     sizes = rng.integers(10, 41, size=n)
-    rows = _rows(sizes)
+    rows = incident_rows(sizes)
     duration = rng.integers(2 * HOUR_MS, 12 * HOUR_MS, size=n)
     start = window.starts(rng, n, 2 * HOUR_MS)
     time_ms = window.clip(start[rows] + (rng.random(rows.size) * duration[rows]).astype(np.int64))
     region = world.merchants.region[merchant][rows]
-    customer = _local_customers(world, rng, region)
+    customer = local_customers(world, rng, region)
     category = world.merchants.category[merchant][rows]
     amount = _typical_amount(world, rng, customer, category, 1.5, 4.0)
     terminal = random_ids(rng, n, "dev-")[rows]
@@ -188,7 +191,7 @@ def compromised_merchant(
     )
 
 
-def _local_customers(world: World, rng: np.random.Generator, region: IntArray) -> IntArray:
+def local_customers(world: World, rng: np.random.Generator, region: IntArray) -> IntArray:
     """A random customer living in each row's region (anyone, for regions nobody lives in)."""
     count = world.customers.region_count[region]
     local = world.customers.by_region[
@@ -204,8 +207,8 @@ def stolen_card_spree(
     """A stolen physical card spent fast near the owner's home before it is blocked."""
     customer = rng.integers(world.customers.size, size=n)
     sizes = rng.integers(4, 13, size=n)
-    rows = _rows(sizes)
-    time_ms = _burst(rng, window, window.starts(rng, n, 4 * HOUR_MS), sizes, 20 * MINUTE_MS)
+    rows = incident_rows(sizes)
+    time_ms = burst(rng, window, window.starts(rng, n, 4 * HOUR_MS), sizes, 20 * MINUTE_MS)
     weights = {
         "electronics": 0.3,
         "apparel": 0.25,
@@ -213,7 +216,7 @@ def stolen_card_spree(
         "fuel": 0.1,
         "cash_withdrawal": 0.2,
     }
-    category = _choose(rng, weights, rows.size)
+    category = choose(rng, weights, rows.size)
     in_person = np.where(rng.random(rows.size) < 0.5, CARD_PRESENT, CONTACTLESS)
     channel = np.where(category == CATEGORY_INDEX["cash_withdrawal"], ATM, in_person)
     amount = _typical_amount(world, rng, customer[rows], category, 1.5, 4.0)
@@ -242,11 +245,11 @@ def impossible_travel(
         origin, (rng.random(n) * world.regions.far_count[origin]).astype(np.int64)
     ]
     sizes = rng.integers(1, 5, size=n)
-    rows = _rows(sizes)
+    rows = incident_rows(sizes)
     start = legit.time_ms[anchor] + rng.integers(10 * MINUTE_MS, 2 * HOUR_MS, size=n)
-    time_ms = _burst(rng, window, start, sizes, 20 * MINUTE_MS)
+    time_ms = burst(rng, window, start, sizes, 20 * MINUTE_MS)
     popularity = {c.name: c.popularity for c in CATEGORIES if c.popularity > 0}
-    category = _choose(rng, popularity, rows.size)
+    category = choose(rng, popularity, rows.size)
     amount = _typical_amount(world, rng, customer[rows], category, 1.0, 3.0)
     channel = np.where(rng.random(rows.size) < 0.6, CARD_PRESENT, ONLINE)
     device = random_ids(rng, n, "dev-")[rows]
@@ -261,7 +264,7 @@ def high_value(
     """One purchase many times the customer's usual ticket, from their own device at home."""
     customer = rng.integers(world.customers.size, size=n)
     time_ms = window.starts(rng, n, 0)
-    category = _choose(rng, {"electronics": 0.4, "jewelry": 0.3, "travel": 0.3}, n)
+    category = choose(rng, {"electronics": 0.4, "jewelry": 0.3, "travel": 0.3}, n)
     amount = _typical_amount(world, rng, customer, category, 6.0, 25.0)
     channel = np.where(rng.random(n) < 0.6, ONLINE, CARD_PRESENT)
     return make_draft(
@@ -282,8 +285,8 @@ def crypto_cashout(
     """Mid-sized crypto purchases in a short run, from the victim's own device and region."""
     customer = rng.integers(world.customers.size, size=n)
     sizes = rng.integers(2, 6, size=n)
-    rows = _rows(sizes)
-    time_ms = _burst(rng, window, window.starts(rng, n, 3 * HOUR_MS), sizes, 30 * MINUTE_MS)
+    rows = incident_rows(sizes)
+    time_ms = burst(rng, window, window.starts(rng, n, 3 * HOUR_MS), sizes, 30 * MINUTE_MS)
     category = np.full(rows.size, CATEGORY_INDEX["crypto_exchange"], dtype=np.int64)
     return make_draft(
         CRYPTO_CASHOUT,
@@ -304,7 +307,7 @@ def _empty(scenario: str) -> Draft:
     )
 
 
-SCENARIOS: dict[str, Scenario] = {
+CLASSIC_SCENARIOS: dict[str, Scenario] = {
     CARD_TESTING: card_testing,
     ACCOUNT_TAKEOVER: account_takeover,
     COMPROMISED_MERCHANT: compromised_merchant,
@@ -313,4 +316,3 @@ SCENARIOS: dict[str, Scenario] = {
     HIGH_VALUE: high_value,
     CRYPTO_CASHOUT: crypto_cashout,
 }
-FRAUD_SCENARIOS: tuple[str, ...] = tuple(SCENARIOS)

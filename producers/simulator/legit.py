@@ -83,8 +83,8 @@ def legit_draft(
     """
     people, customer = world.customers, schedule.customer
     n = customer.size
-    category = _categorical(category_cum[regime, customer], rng.random(n))
-    channel = _categorical(CHANNEL_CUM[category], rng.random(n))
+    category = categorical(category_cum[regime, customer], rng.random(n))
+    channel = categorical(CHANNEL_CUM[category], rng.random(n))
     # Squaring skews the pick towards the customer's first (primary) device.
     device_pick = (rng.random(n) ** 2 * people.device_count[customer]).astype(np.int64)
     device = people.device_ids[people.device_start[customer] + device_pick]
@@ -96,7 +96,7 @@ def legit_draft(
     )
 
 
-def _categorical(cumulative: FloatArray, u: FloatArray) -> IntArray:
+def categorical(cumulative: FloatArray, u: FloatArray) -> IntArray:
     """Row-wise draw from per-row cumulative probabilities (last column ~1)."""
     index: IntArray = (cumulative < u[:, None]).sum(axis=1, dtype=np.int64)
     last = np.int64(cumulative.shape[1] - 1)

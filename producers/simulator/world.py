@@ -36,6 +36,10 @@ HIGH_VALUE = "high_value"
 # Off by default: the "new fraud pattern" a drift schedule switches on. It uses the customer's own
 # device and home region, so a model trained before it appears has little to catch it with.
 CRYPTO_CASHOUT = "crypto_cashout"
+# Off by default too: the realistic preset's quiet scenarios (producers.simulator.subtle_fraud).
+HABIT_MIMIC = "habit_mimic"
+MERCHANT_BREACH = "merchant_breach"
+QUIET_CARD_TESTING = "quiet_card_testing"
 
 CHANNELS = ("card_present", "contactless", "online", "atm")
 CARD_PRESENT, CONTACTLESS, ONLINE, ATM = range(len(CHANNELS))
@@ -174,16 +178,23 @@ class World:
     customers: Customers
     merchants: Merchants
     fraud_devices: ObjectArray  # devices fraudsters reuse across victims
+    fraud_device_reuse: float = 0.5  # share of attacks from a pooled device, not a new one
 
 
 def build_world(
-    rng: np.random.Generator, n_customers: int, n_merchants: int, transactions_per_day: float
+    rng: np.random.Generator,
+    n_customers: int,
+    n_merchants: int,
+    transactions_per_day: float,
+    fraud_devices: int = FRAUD_DEVICE_POOL,
+    fraud_device_reuse: float = 0.5,
 ) -> World:
     return World(
         regions=_regions(),
         customers=_customers(rng, n_customers, transactions_per_day),
         merchants=_merchants(rng, n_merchants),
-        fraud_devices=random_ids(rng, FRAUD_DEVICE_POOL, "dev-"),
+        fraud_devices=random_ids(rng, fraud_devices, "dev-"),
+        fraud_device_reuse=fraud_device_reuse,
     )
 
 

@@ -16,7 +16,7 @@ from training.backtest import (
     read_labelled_file,
     run_backtest,
 )
-from training.cli.output import Ui, backtest_tables, steps
+from training.cli.output import Ui, backtest_tables, print_table, steps
 from training.hyperparams import INT_KEYS, describe, merged_train_config
 from training.train import TrainConfig
 
@@ -123,7 +123,7 @@ def backtest(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
     report.write_json(out)
     ui.out.print(f"booster: {describe(config.train)}")
     for table in backtest_tables(report):
-        ui.out.print(table)
+        print_table(ui.out, table)
     ui.out.print(f"report: {out}")
     if args.predictions:
         report.write_predictions(args.predictions)

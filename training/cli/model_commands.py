@@ -17,7 +17,7 @@ import pandas as pd
 from stream_app.settings import Settings
 from stream_app.store import open_store
 from training.cli.options import TRAINING, add_training_options, cost_model, train_config
-from training.cli.output import Ui, gate_line, model_table, steps
+from training.cli.output import Ui, gate_line, model_table, print_table, steps
 from training.dataset import SplitPlan, dataset_splits, load_lake, utc_timestamp
 from training.registry import PromotionPolicy, client_for, load_champion
 from training.retrain.job import TrainingJob, train_and_publish
@@ -102,7 +102,7 @@ def first_model(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
             version=FIRST_MODEL_VERSION,
         )
         bundle.save(out)
-    ui.out.print(model_table(bundle, splits, f"{bundle.metadata.name} saved to {out}"))
+    print_table(ui.out, model_table(bundle, splits, f"{bundle.metadata.name} saved to {out}"))
     return 0
 
 
@@ -145,6 +145,6 @@ def train_from_lake(args: argparse.Namespace, settings: Settings, ui: Ui) -> int
             step(f"exporting the new champion to {args.export}")
             load_champion(client, job.model_name, job.policy.champion_alias).save(args.export)
     title = f"{job.model_name} version {run.result.version}"
-    ui.out.print(model_table(run.bundle, splits, title))
+    print_table(ui.out, model_table(run.bundle, splits, title))
     ui.out.print(gate_line(run.result, job.policy))
     return 0

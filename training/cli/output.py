@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -21,6 +22,8 @@ from training.dataset import Splits
 from training.registry import PromotionPolicy, PublishResult
 
 logger = logging.getLogger(__name__)
+# Wide enough for any table of ours: only the measured natural width is used, never this.
+_UNBOUNDED_WIDTH = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,26 @@ def steps(console: Console) -> Iterator[Callable[[str], None]]:
             progress.update(task, description=description)
 
         yield step
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print ``table`` with every column whole.
+
+    A console that is not a terminal (a pipe, a file, CI logs) is 80 columns wide for rich,
+    which then cuts cells to fit with '…'; a pipe has no width to respect, so it gets the
+    table's natural width. A terminal keeps its own width (rich wraps to fit the window).
+    """
+    if console.is_terminal:
+        console.print(table)
+        return
+    options = console.options.update_width(_UNBOUNDED_WIDTH)
+    needed = Measurement.get(console, options, table).maximum
+    width = console.width
+    console.width = max(width, needed)
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def model_table(bundle: ModelBundle, splits: Splits, title: str) -> Table:
