@@ -175,8 +175,9 @@ class WorkerSettings(Section):
     """Amount limit in US dollars above which a transaction goes at least to review."""
     stall_seconds: float = Field(default=30, gt=0)
     """Progress watchdog: how long an assigned transactions partition may have records to read
-    (high watermark ahead of the worker's position) without the position moving, before the
-    worker counts a stall (fraudstream_partition_stalls_total) and turns /health not ready."""
+    (high watermark ahead of the worker's position: the lower of its fetch position and its
+    committed offset) without that position moving, before the worker counts a stall
+    (fraudstream_partition_stalls_total) and turns /health not ready."""
     stall_action: Literal["exit", "report"] = "exit"
     """What a stall does beyond that: "exit" leaves with code 75 (EX_TEMPFAIL) for the
     supervisor to restart the worker, "report" only logs, counts and stays not ready."""
