@@ -11,7 +11,7 @@ MODEL_DIR ?= .local/models/champion
 DURATION ?= 180
 RATE ?= 200
 
-.PHONY: help venv up down status model demo test test-unit lint format bench lock clean prometheus check-config tools s3-up engine base-image image
+.PHONY: help venv up down status model demo test chaos test-unit lint format bench lock clean prometheus check-config tools s3-up engine base-image image
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -71,6 +71,10 @@ image: engine ## build deploy/Dockerfile as fraudstream:local (docs/containers.m
 
 test: venv up prometheus tools image ## run every test (unit and integration, on the real broker)
 	$(BIN)/pytest
+
+chaos: venv ## the chaos soak: 100,000 transactions, 32 seeded faults, its own broker on 19292 (~10 min; docs/faults.md)
+	$(BIN)/pytest tests/integration/test_chaos_soak.py -m slow -s -q -p no:cacheprovider \
+		-o log_cli=false $(if $(CHAOS_BASETEMP),--basetemp=$(CHAOS_BASETEMP))
 
 test-unit: venv ## run the tests that need no broker
 	$(BIN)/pytest -m "unit or agents"
