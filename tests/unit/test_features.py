@@ -158,7 +158,9 @@ def test_sliding_windows_exclude_an_event_exactly_one_window_earlier() -> None:
     assert values(result, 1, names) == dict(zip(names, [0.0, 0.0, 1.0, 10.0], strict=True))
     assert values(result, 2, names) == dict(zip(names, [0.0, 0.0, 1.0, 20.5], strict=True))
     assert values(result, 3, names) == dict(zip(names, [1.0, 7.25, 2.0, 27.75], strict=True))
-    assert result["merchant_txn_count_24h"].tolist() == [0.0, 1.0, 1.0, 2.0]
+    # Merchant volume is "as of 1 s earlier" (merchant.VOLUME_LAG_US): row 2's window
+    # (start - 1 s, start + 24 h - 1 s] still holds the first; row 3's the second and third.
+    assert result["merchant_txn_count_24h"].tolist() == [0.0, 1.0, 2.0, 2.0]
 
 
 def test_calendar_windows_start_at_utc_midnight() -> None:
