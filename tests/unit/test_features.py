@@ -110,6 +110,20 @@ def values(frame: pd.DataFrame, row: int, names: Iterable[str]) -> dict[str, flo
 # Exact values.
 
 
+def test_merchant_volume_counts_other_customers_up_to_one_second_before() -> None:
+    """As of t - 1 s, from any customer: a transaction 1 s earlier counts, one 0.5 s earlier or
+    at the same instant does not (online and offline, which features_of checks agree)."""
+    start = MONDAY + pd.Timedelta(hours=9)
+    rows = [
+        txn(start, customer="a"),
+        txn(start + pd.Timedelta(seconds=1), customer="b"),  # exactly 1 s after the first
+        txn(start + pd.Timedelta(seconds=1.5), customer="c"),  # 0.5 s after the second
+        txn(start + pd.Timedelta(seconds=1.5), customer="d"),  # same instant as the third
+    ]
+    result = features_of(rows)
+    assert result["merchant_txn_count_1h"].tolist() == [0.0, 1.0, 1.0, 1.0]
+
+
 def test_first_transaction_has_empty_history_values() -> None:
     first = features_of(
         [txn(MONDAY + pd.Timedelta(hours=15), amount=830.0, currency="INR", region="IN-MH")]
