@@ -132,13 +132,18 @@ class MerchantVolumeReader(BackgroundReader[tuple[str | None, int]]):
                 "enable.partition.eof": True,
             }
         )
+        # End checks go through a client of their own: on the reading consumer's connection a
+        # watermark query waits behind the broker's long-poll fetch (fetch.wait.max.ms, 500 ms
+        # per partition), which held batches up for seconds (py-spy of a backlog drain).
+        watermarks = Consumer({**self.kafka.confluent_config(), "group.id": "unused"})
         try:
             self._assign(consumer)
             while not self._stop.is_set():
                 self.read(consumer.consume(num_messages=1000, timeout=CONSUME_SECONDS))
                 if self._requested > self._checked:
-                    self.confirm_ends(consumer)
+                    self.confirm_ends(consumer, watermarks)
         finally:
+            watermarks.close()
             consumer.close()
 
     def _assign(self, consumer: Consumer) -> None:
@@ -199,9 +204,9 @@ class MerchantVolumeReader(BackgroundReader[tuple[str | None, int]]):
                 self._at_end[partition] = True
             self._frontier.notify_all()
 
-    def confirm_ends(self, consumer: Consumer) -> None:
+    def confirm_ends(self, consumer: Consumer, watermarks: Consumer) -> None:
         """For a waiting batch: are the partitions at their end still there? One look at each
-        one's high watermark, made now, after the wait began."""
+        one's high watermark (through ``watermarks``), made now, after the wait began."""
         with self._frontier:
             wait = self._requested
             ended = [p for p, at_end in self._at_end.items() if at_end]
@@ -209,7 +214,7 @@ class MerchantVolumeReader(BackgroundReader[tuple[str | None, int]]):
         if ended:
             positions = consumer.position([TopicPartition(self.topic, p) for p in ended])
             for position in positions:
-                high = consumer.get_watermark_offsets(position, timeout=5, cached=False)[1]
+                high = watermarks.get_watermark_offsets(position, timeout=5, cached=False)[1]
                 if position.offset >= high:
                     still.append(position.partition)
         with self._frontier:

@@ -119,14 +119,16 @@ def test_a_partition_at_its_end_passes_only_when_its_end_is_confirmed_after_the_
     reader.read(cast(Any, [FakeMessage(1, eof=True)]))
     # The end seen before the wait is not enough: a record may have landed since.
     assert not reader.wait_until(micros_after_start(60), timeout_seconds=0.01)
-    reader.confirm_ends(cast(Any, FakeConsumer({1: 2}, {1: 2})))  # still at the end, now
+    fake = cast(Any, FakeConsumer({1: 2}, {1: 2}))
+    reader.confirm_ends(fake, fake)  # still at the end, now
     assert reader.frontiers() == {0: micros_after_start(100), 1: "end"}
 
 
 def test_a_partition_whose_end_moved_on_is_no_longer_at_its_end() -> None:
     reader = new_reader()
     reader.read(cast(Any, [at(0, payment("a", 100)), FakeMessage(1, eof=True)]))
-    reader.confirm_ends(cast(Any, FakeConsumer({1: 2}, {1: 3})))  # one more record landed
+    fake = cast(Any, FakeConsumer({1: 2}, {1: 3}))
+    reader.confirm_ends(fake, fake)  # one more record landed
     assert reader.frontiers()[1] != "end"
 
 
