@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,15 @@ class BatchResult:
     verdicts: list[VerdictRow]
     dead_letters: list[DeadLetter]
     state_changes: list[ChangelogRecord] = field(default_factory=list)
+
+
+class MerchantVolumeFeed(Protocol):
+    """Merchant volume counted from every partition (the worker's
+    :class:`~stream_app.worker.merchant_volume_reader.MerchantVolumeReader`)."""
+
+    def wait_until(self, as_of_us: int, timeout_seconds: float) -> bool: ...
+
+    def drain(self) -> list[tuple[str | None, int]]: ...
 
 
 def duplicate_rejection(transaction: Transaction) -> Rejection:
@@ -61,6 +71,13 @@ class BatchScorer:
         self.state.on_unreadable = metrics.unreadable_states.inc
         self.rules = rules if rules is not None else RuleSet()  # replaced between batches
         self.shadow = shadow
+        # None: merchant volume counts the scored transactions themselves (tests, benchmarks,
+        # one worker on every partition); set by the worker to count every partition's.
+        self.volume: MerchantVolumeFeed | None = None
+        self.volume_wait_seconds = 5.0
+        # Per partition scored: the newest event time scored. The partitions of one worker can
+        # be days apart in a replay, so volume is kept back to the laggard's window.
+        self._scored_until: dict[int, int] = {}
         metrics.model_info.labels(model.metadata.name, model.metadata.version).set(1)
 
     def swap_model(self, model: ModelBundle, thresholds: Thresholds) -> None:
@@ -79,10 +96,35 @@ class BatchScorer:
             features.observe_label(self.state.merchant(label.merchant_id), label)
             self.metrics.labels_applied.inc()
 
+    def apply_volume(self) -> None:
+        """Count the transactions the all-partitions reader has read towards merchant volume."""
+        if self.volume is not None:
+            merchant = self.state.merchant
+            scored = self._scored_until
+            keep_after = min(scored.values()) - features.VOLUME_KEPT_US if scored else None
+            for merchant_id, t_us in self.volume.drain():
+                state = merchant(merchant_id)
+                features.count_merchant_volume(state, t_us)
+                if keep_after is not None:
+                    features.expire_merchant_volume(state, keep_after)
+
+    def _note_scored(self, times: list[int], sources: list[RawRecord]) -> None:
+        scored = self._scored_until
+        for t_us, source in zip(times, sources, strict=True):
+            if t_us > scored.get(source.partition, t_us - 1):
+                scored[source.partition] = t_us
+
     def score_batch(self, records: Sequence[RawRecord]) -> BatchResult:
         started = time.perf_counter()
         received_at = datetime.now(UTC)
         transactions, sources, dead_letters = self._validate(records, received_at)
+        if self.volume is not None and transactions:
+            # Every partition read past the batch's latest as-of time, then counted: each
+            # transaction's merchant volume (as of t - L) is complete, whatever the batch order.
+            times = [features.to_micros(transaction.timestamp) for transaction in transactions]
+            self.volume.wait_until(max(times) - features.VOLUME_LAG_US, self.volume_wait_seconds)
+            self.apply_volume()
+            self._note_scored(times, sources)
         verdicts = self._score(transactions, sources) if transactions else []
         self._count(len(records), verdicts, dead_letters, time.perf_counter() - started)
         return BatchResult(verdicts, dead_letters, self.state.take_changes())
@@ -141,7 +183,9 @@ class BatchScorer:
                 # No feature reads the remembered ids, so remembering before featurising is safe.
                 remember_transaction(customer, transaction.transaction_id)
                 state.record_change(customer_id, source.partition, source.offset)
-        return features.online_features_batch(transactions, customers, merchants, observe)
+        return features.online_features_batch(
+            transactions, customers, merchants, observe, count_volume=self.volume is None
+        )
 
     def predict(self, transaction: Transaction) -> Verdict | Rejection:
         """Score one transaction for ``POST /predict``: the same features and model as the

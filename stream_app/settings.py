@@ -169,6 +169,14 @@ class WorkerSettings(Section):
     """A challenger model folder scored on the same events; recorded, never acted on."""
     labels_lookback_days: int = Field(default=32, ge=1)
     """How far back the labels reader starts: the longest merchant-risk window plus margin."""
+    merchant_volume_all_partitions: bool = True
+    """Count merchant volume from every partition of the transactions topic (a reader thread
+    outside the group), so it does not depend on which partitions the worker owns. False: only
+    the worker's own transactions (a single worker on every partition gives the same)."""
+    merchant_volume_wait_seconds: float = Field(default=5.0, gt=0)
+    """Longest wait before a batch for every transactions partition to be read past the
+    batch's as-of time (t - 1 s); on timeout the batch is scored with what was read, logged
+    and counted (fraudstream_merchant_volume_wait_timeouts_total)."""
     deny_list_path: Path | None = None
     """JSON deny-list: {"customer_id": [...], "device_id": [...], "merchant_id": [...]} (block)."""
     review_above_usd: float | None = Field(default=None, gt=0)

@@ -23,9 +23,10 @@ its offset (``already_observed``): it is scored again, while a new message with 
 id is a duplicate. The limit: a copy arriving after more than that many newer transactions of
 the same customer is not recognised.
 
-Merchants: every worker sees transactions of every merchant only in aggregate, so merchant
-state is kept in memory per worker and fed by the labels reader (all partitions of
-``transaction-labels``) and by the worker's own transactions; see docs/worker.md's state section.
+Merchants: a merchant's transactions are spread over every customer partition, so merchant
+state is kept in memory per worker and fed by readers of whole topics, outside the group: the
+labels reader (``transaction-labels``) and the merchant-volume reader (every partition of
+``transactions``); see docs/worker.md's state section.
 """
 
 from __future__ import annotations

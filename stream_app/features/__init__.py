@@ -26,12 +26,17 @@ from stream_app.features.core import (
     Event,
     merchant_key,
     prepare_event,
+    to_micros,
 )
 from stream_app.features.customer import CUSTOMER_FEATURES, customer_features
 from stream_app.features.customer_state import CustomerState
 from stream_app.features.merchant import (
     MERCHANT_FEATURES,
+    VOLUME_KEPT_US,
+    VOLUME_LAG_US,
     MerchantState,
+    count_merchant_volume,
+    expire_merchant_volume,
     merchant_features,
     observe_label,
 )
@@ -45,11 +50,15 @@ __all__ = [
     "MISSING",
     "TRANSACTION_TYPES",
     "UNKNOWN_MERCHANT",
+    "VOLUME_KEPT_US",
+    "VOLUME_LAG_US",
     "CustomerState",
     "Event",
     "MerchantState",
+    "count_merchant_volume",
     "customer_features",
     "event_row",
+    "expire_merchant_volume",
     "feature_vector_to_dict",
     "merchant_features",
     "merchant_key",
@@ -60,4 +69,5 @@ __all__ = [
     "online_features",
     "online_features_batch",
     "prepare_event",
+    "to_micros",
 ]

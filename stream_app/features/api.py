@@ -29,6 +29,7 @@ from stream_app.features.merchant import (
     MerchantState,
     merchant_columns,
     merchant_features,
+    observe_merchant_scored,
     observe_merchant_transaction,
 )
 from stream_app.features.offline import FloatArray, prepare_transactions
@@ -72,6 +73,7 @@ def online_features_batch(
     customers: Sequence[CustomerState],
     merchants: Sequence[MerchantState],
     observe: Sequence[bool] | None = None,
+    count_volume: bool = True,
 ) -> FeatureMatrix:
     """Features for a batch AND the state updates, one transaction after the other.
 
@@ -81,7 +83,9 @@ def online_features_batch(
     the states (the worker's replay of a transaction already folded in before a restart);
     default: fold every one. Each transaction is prepared once, and the float64 rows become
     float32 in one conversion at the end: the same cast, element by element, as
-    :func:`online_features` does per row, so the two give identical bytes.
+    :func:`online_features` does per row, so the two give identical bytes. ``count_volume``
+    False leaves merchant volume to the all-partitions reader (the worker), which counts every
+    transaction of the topic, these included.
     """
     # The rows go into one flat buffer of C doubles as they are computed, not into a list of
     # lists: a thousand lists alive until the end of the batch survive the garbage collector's
@@ -97,7 +101,10 @@ def online_features_batch(
         extend(event_row(event, customer, merchant))
         if folds:
             observe_customer(customer, event)
-            observe_merchant_transaction(merchant, event.t_us)
+            if count_volume:
+                observe_merchant_transaction(merchant, event.t_us)
+            else:
+                observe_merchant_scored(merchant, event.t_us)
     matrix = np.frombuffer(values, dtype=np.float64).astype(np.float32)
     return matrix.reshape(len(txns), len(FEATURE_NAMES))
 

@@ -1,7 +1,13 @@
 """Merchant features: volume from transactions and risk from matured labels, online and offline.
 
-* Volume ``merchant_txn_count_{1h,24h}``: the merchant's earlier transactions (any customer)
-  with time in ``(t - w, t]``, exact, in the event order of :mod:`stream_app.features.offline`.
+* Volume ``merchant_txn_count_{1h,24h}``: the merchant's transactions (any customer, any
+  partition) with time in ``(t - L - w, t - L]``, the counts "as of ``L`` before ``t``" with
+  ``L`` = :data:`VOLUME_LAG_US` (1 s). The lag is what makes the feature independent of the
+  partitioning: a worker scoring ``t`` only needs every partition read past ``t - L``, which
+  :mod:`stream_app.worker.merchant_volume_reader` waits for, and the transaction itself (or any
+  other at the same instant) never counts, so the order inside a batch does not matter. It is
+  a constant, not a setting, because it is part of the feature's definition: a model trained
+  with one lag must be served with the same one.
 * Risk ``merchant_{labels,frauds,fraud_rate}_{7d,30d}``: labels of the merchant's transactions
   with ``labeled_at`` from the start of the UTC day ``6`` (resp. ``29``) days before ``t``'s day
   up to and including ``t``. A label counts once it has matured (``labeled_at <= t``), whenever
@@ -55,6 +61,9 @@ _KEPT_LABEL_DAYS = 33
 # the rest, and queries ignore expired entries anyway.
 _DROP_CHUNK = 64
 _STATE_VERSION = 1
+VOLUME_LAG_US = 1_000_000
+# How far behind the newest time a query can need: the 24 h window before the lag.
+VOLUME_KEPT_US = US_PER_DAY + VOLUME_LAG_US
 
 
 def _int_array(values: Any = ()) -> array[int]:
@@ -111,11 +120,12 @@ class MerchantState:
 def merchant_features(state: MerchantState, t_us: int) -> list[float]:
     """Values of :data:`MERCHANT_FEATURES` at time ``t_us`` from ``state`` (not modified)."""
     times = state.txn_times
-    until_now = bisect_right(times, t_us)
+    as_of = t_us - VOLUME_LAG_US
+    until = bisect_right(times, as_of)
     labels_7d, frauds_7d, labels_30d, frauds_30d = _label_counts(state, t_us)
     return [
-        float(until_now - bisect_right(times, t_us - US_PER_HOUR)),
-        float(until_now - bisect_right(times, t_us - US_PER_DAY)),
+        float(until - bisect_right(times, as_of - US_PER_HOUR)),
+        float(until - bisect_right(times, as_of - US_PER_DAY)),
         float(labels_7d),
         float(frauds_7d),
         _rate(frauds_7d, labels_7d),
@@ -155,16 +165,35 @@ def _rate(frauds: int, labels: int) -> float:
 
 
 def observe_merchant_transaction(state: MerchantState, t_us: int) -> None:
-    """Count a scored transaction towards the merchant's volume."""
+    """Count a scored transaction towards the merchant's volume and advance its clock (a worker
+    without the all-partitions reader, and the tests: its own transactions are all it sees)."""
+    count_merchant_volume(state, t_us)
+    # Its own transactions, scored in time order per merchant: older ones are not needed again.
+    expire_merchant_volume(state, state.txn_times[-1] - VOLUME_KEPT_US)
+    observe_merchant_scored(state, t_us)
+
+
+def count_merchant_volume(state: MerchantState, t_us: int) -> None:
+    """Count one transaction of the merchant (from any partition) towards its volume."""
     times = state.txn_times
     if times and t_us < times[-1]:
         insort(times, t_us)
     else:
         times.append(t_us)
-    if times[0] <= times[-1] - US_PER_DAY:
-        expired = bisect_right(times, times[-1] - US_PER_DAY)
+
+
+def expire_merchant_volume(state: MerchantState, until_us: int) -> None:
+    """Forget volume times at or before ``until_us``, which no query will need again."""
+    times = state.txn_times
+    if times and times[0] <= until_us:
+        expired = bisect_right(times, until_us)
         if expired >= _DROP_CHUNK or 2 * expired >= len(times):
             del times[:expired]
+
+
+def observe_merchant_scored(state: MerchantState, t_us: int) -> None:
+    """A transaction of the merchant was scored at ``t_us``: move the label clock (which only
+    scored transactions and labels move, never the all-partitions reader, which reads ahead)."""
     day = t_us // US_PER_DAY
     if state.clock_day is None or day > state.clock_day:
         _advance_clock(state, day)
@@ -225,8 +254,10 @@ def merchant_columns(events: OfflineEvents, labels: pd.DataFrame | None) -> dict
     timeline = Timeline.build(events.merchant, events.t_us, events.sorted_times)
     t = events.t_us
     columns: dict[str, FloatArray] = {}
+    # Events of the row's merchant with time <= t - L, minus those with time <= t - L - w.
+    until = timeline.window_start(t - VOLUME_LAG_US)
     for name, width in (("1h", US_PER_HOUR), ("24h", US_PER_DAY)):
-        count = timeline.count(timeline.window_start(t - width))
+        count = (until - timeline.window_start(t - VOLUME_LAG_US - width))[timeline.position]
         columns[f"merchant_txn_count_{name}"] = count.astype(np.float64)
     index = _label_index(events, labels)
     for days in LABEL_WINDOW_DAYS:

@@ -258,6 +258,8 @@ def _add_readers(app: faust.App, settings: Settings, parts: WorkerParts) -> None
         parts.model_updates.start()
         if parts.rules is not None:
             parts.rules.start()
+        if parts.volume is not None:
+            parts.volume.start()
 
     @app.timer(interval=READERS_DRAIN_SECONDS)  # type: ignore[untyped-decorator]  # as above
     async def drain_readers() -> None:
@@ -265,6 +267,7 @@ def _add_readers(app: faust.App, settings: Settings, parts: WorkerParts) -> None
         # Safe between batches by construction: a batch is scored synchronously, so this
         # can only run before a batch's scoring starts or after it has ended.
         parts.scorer.apply_labels(parts.labels.drain())
+        parts.scorer.apply_volume()  # keeps the hand-over short when no batch comes
         if parts.rules is not None:
             parts.rules.apply(parts.scorer)
         for update in parts.model_updates.drain():

@@ -22,6 +22,7 @@ from stream_app.rules.book import RuleBook
 from stream_app.schemas import Label, ModelUpdate
 from stream_app.scoring import thresholds_for
 from stream_app.settings import Settings
+from stream_app.worker.merchant_volume_reader import VOLUME_LOOKBACK_US, MerchantVolumeReader
 from stream_app.worker.model_swap import ModelSwapper, create_swap_metrics
 from stream_app.worker.parts import WorkerParts
 from stream_app.worker.publisher import VerdictPublisher
@@ -109,7 +110,23 @@ def main(argv: list[str] | None = None) -> None:
         thresholds.review,
         thresholds.block,
     )
-    _run(settings, WorkerParts(scorer, publisher, labels, model_updates, swapper, rules))
+    volume = _volume_reader(settings, scorer)
+    _run(settings, WorkerParts(scorer, publisher, labels, model_updates, swapper, rules, volume))
+
+
+def _volume_reader(settings: Settings, scorer: BatchScorer) -> MerchantVolumeReader | None:
+    """The all-partitions reader behind merchant volume, wired into the scorer."""
+    if not settings.worker.merchant_volume_all_partitions:
+        return None
+    reader = MerchantVolumeReader(
+        settings.kafka,
+        settings.kafka.topics.transactions,
+        lookback=timedelta(microseconds=VOLUME_LOOKBACK_US),
+        registry=scorer.metrics.registry,
+    )
+    scorer.volume = reader
+    scorer.volume_wait_seconds = settings.worker.merchant_volume_wait_seconds
+    return reader
 
 
 def _load_shadow(settings: Settings) -> ModelBundle | None:

@@ -32,8 +32,8 @@ from tests.kafka_helpers import BROKER_SCRIPT, REPO_ROOT, create_topics
 from tests.processes import free_port
 from tests.workers import WorkerProcess, settings_env
 
-# Merchant features are per worker and in memory (rebuilt from labels and the worker's own
-# partitions, see docs/worker.md), so a restart or a rebalance changes them by design. Context and
+# Merchant features are in memory per worker, rebuilt after a restart by readers of whole topics
+# (labels, and every transactions partition; see docs/worker.md): not compared here. Context and
 # customer features are a pure function of the customer's history, recovered from the changelog:
 # those must equal the offline computation whatever fault happened.
 RECOVERED_FEATURES: tuple[str, ...] = CONTEXT_FEATURES + CUSTOMER_FEATURES

@@ -211,8 +211,8 @@ def test_online_features_equal_offline_on_a_replayed_history(
 ) -> None:
     """The worker's features for a simulated history equal training's offline features.
 
-    One partition, so the worker sees every merchant's transactions in time order, as the
-    offline computation does (with several, merchant volume is per worker; see docs/worker.md).
+    One partition and one worker (two workers on three partitions:
+    tests/integration/test_merchant_volume.py).
     """
     topics = unique_topics("parity")
     create_topics(kafka_bootstrap, topics, partitions=1)

@@ -110,6 +110,20 @@ def values(frame: pd.DataFrame, row: int, names: Iterable[str]) -> dict[str, flo
 # Exact values.
 
 
+def test_merchant_volume_counts_other_customers_up_to_one_second_before() -> None:
+    """As of t - 1 s, from any customer: a transaction 1 s earlier counts, one 0.5 s earlier or
+    at the same instant does not (online and offline, which features_of checks agree)."""
+    start = MONDAY + pd.Timedelta(hours=9)
+    rows = [
+        txn(start, customer="a"),
+        txn(start + pd.Timedelta(seconds=1), customer="b"),  # exactly 1 s after the first
+        txn(start + pd.Timedelta(seconds=1.5), customer="c"),  # 0.5 s after the second
+        txn(start + pd.Timedelta(seconds=1.5), customer="d"),  # same instant as the third
+    ]
+    result = features_of(rows)
+    assert result["merchant_txn_count_1h"].tolist() == [0.0, 1.0, 1.0, 1.0]
+
+
 def test_first_transaction_has_empty_history_values() -> None:
     first = features_of(
         [txn(MONDAY + pd.Timedelta(hours=15), amount=830.0, currency="INR", region="IN-MH")]
@@ -158,7 +172,9 @@ def test_sliding_windows_exclude_an_event_exactly_one_window_earlier() -> None:
     assert values(result, 1, names) == dict(zip(names, [0.0, 0.0, 1.0, 10.0], strict=True))
     assert values(result, 2, names) == dict(zip(names, [0.0, 0.0, 1.0, 20.5], strict=True))
     assert values(result, 3, names) == dict(zip(names, [1.0, 7.25, 2.0, 27.75], strict=True))
-    assert result["merchant_txn_count_24h"].tolist() == [0.0, 1.0, 1.0, 2.0]
+    # Merchant volume is "as of 1 s earlier" (merchant.VOLUME_LAG_US): row 2's window
+    # (start - 1 s, start + 24 h - 1 s] still holds the first; row 3's the second and third.
+    assert result["merchant_txn_count_24h"].tolist() == [0.0, 1.0, 2.0, 2.0]
 
 
 def test_calendar_windows_start_at_utc_midnight() -> None:
