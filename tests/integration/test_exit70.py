@@ -1,11 +1,6 @@
-"""NOT YET IN THE SUITE (not collected: the file name does not start with ``test_``). Run it by
-path: ``pytest tests/integration/exit70_candidate.py``. It passed 8 runs in a row, then failed
-once: the restarted worker crashed in Faust's commit livelock detector while a partition
-waited for its offset reset (docs/faults.md, "Open"). It becomes ``test_exit70.py`` once it
-passes 10 runs in a row.
-
-Outputs the broker does not confirm: the worker exits with code 70 without acknowledging, and
-its restart scores the batch again (issue 17, item 5).
+"""Outputs the broker does not confirm: the worker exits with code 70 without acknowledging, and
+its restart scores the batch again, every first verdict equal to the offline features (issue 17,
+item 5). In the suite since it passed 10 runs in a row with the final consumer (docs/faults.md).
 
 The broker is made to refuse the verdicts for real: the scores topic gets a
 ``max.message.bytes`` smaller than one verdict, so every write to it is answered
