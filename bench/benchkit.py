@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from producers.simulator import SimulatorConfig, iter_events
+from stream_app.kafka import consume_available
 from stream_app.schemas import Transaction, Verdict
 from stream_app.settings import TopicNames
 
@@ -247,7 +248,7 @@ class VerdictCollector:
         )
         consumer.assign([TopicPartition(self.topic, p, 0) for p in range(PARTITIONS)])
         while not self._stop.is_set():
-            for message in consumer.consume(1000, 0.05):
+            for message in consume_available(consumer, 1000, 0.05):
                 if message.error() is None:
                     now = time.time()
                     verdict = json.loads(message.value() or b"{}")

@@ -13,7 +13,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, Message
 
 from stream_app.settings import KafkaSettings
 from stream_app.validation import RawRecord
@@ -38,6 +38,23 @@ def raw_record(message: Message) -> RawRecord:
         value=message.value(),
         timestamp_ms=timestamp_ms if timestamp_type else None,
     )
+
+
+def consume_available(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
+    """Up to ``max_messages`` messages, returned as soon as there is at least one (or ``[]``
+    after ``timeout`` seconds without any).
+
+    Not ``consumer.consume(max_messages, timeout)``: librdkafka's batch consume returns only
+    once it has all ``max_messages`` or the timeout has passed, so at a moderate rate it holds
+    every message back for the whole timeout (one message waited 500 ms in ``consume(1000,
+    0.5)`` here). ``poll`` returns on the first message; the rest is what is ready then.
+    """
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    if max_messages <= 1:
+        return [first]
+    return [first, *consumer.consume(max_messages - 1, 0)]
 
 
 class DeliveryError(RuntimeError):

@@ -44,6 +44,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from stream_app.features import core
 from stream_app.features.merchant import VOLUME_LAG_US
+from stream_app.kafka import consume_available
 from stream_app.schemas import Transaction
 from stream_app.settings import KafkaSettings
 from stream_app.validation import parse_transaction
@@ -51,7 +52,9 @@ from stream_app.worker.topic_reader import BackgroundReader
 
 log = logging.getLogger(__name__)
 
-CONSUME_SECONDS = 0.02  # also how soon a waiting batch's end-of-partition check starts
+# The longest an idle reader waits for records, so also how soon a waiting batch's
+# end-of-partition check starts: a few ms of the latency budget when partitions are quiet.
+CONSUME_SECONDS = 0.005
 # Where a (re)started reader begins, by the records' Kafka timestamps: the 24 h window plus the
 # lag, and a day for records produced after their event time.
 VOLUME_LOOKBACK_US = 2 * core.US_PER_DAY + VOLUME_LAG_US
@@ -139,7 +142,7 @@ class MerchantVolumeReader(BackgroundReader[tuple[str | None, int]]):
         try:
             self._assign(consumer)
             while not self._stop.is_set():
-                self.read(consumer.consume(num_messages=1000, timeout=CONSUME_SECONDS))
+                self.read(consume_available(consumer, 1000, CONSUME_SECONDS))
                 if self._requested > self._checked:
                     self.confirm_ends(consumer, watermarks)
         finally:
