@@ -80,7 +80,6 @@ class MerchantVolumeReader(BackgroundReader[tuple[str | None, int]]):
         self._served_us = _NO_TIME  # the largest as_of a batch was scored with
         self._requested = 0  # waits begun; each needs ends confirmed after it began
         self._end_checked: dict[int, int] = {}  # partition -> wait number its end was seen at
-        self._checked = 0  # the wait number the last end check answered
         self.late_records = Counter(
             "fraudstream_merchant_volume_late_records",
             "Transactions read by the merchant-volume reader with an event time at or before "
@@ -110,6 +109,11 @@ class MerchantVolumeReader(BackgroundReader[tuple[str | None, int]]):
                 self.frontiers(),
             )
         return passed
+
+    @property
+    def waits_begun(self) -> int:
+        with self._frontier:
+            return self._requested
 
     def frontiers(self) -> dict[int, int | str]:
         """Per partition: the newest event time read, or "end"; for logs and tests."""
@@ -143,7 +147,7 @@ class MerchantVolumeReader(BackgroundReader[tuple[str | None, int]]):
             self._assign(consumer)
             while not self._stop.is_set():
                 self.read(consume_available(consumer, 1000, CONSUME_SECONDS))
-                if self._requested > self._checked:
+                if self.ends_to_confirm():
                     self.confirm_ends(consumer, watermarks)
         finally:
             watermarks.close()
@@ -207,12 +211,21 @@ class MerchantVolumeReader(BackgroundReader[tuple[str | None, int]]):
                 self._at_end[partition] = True
             self._frontier.notify_all()
 
+    def ends_to_confirm(self) -> list[int]:
+        """Partitions at their end whose end was not yet confirmed for the latest wait. Asked
+        after every read, not once per wait: a partition can reach its end (again) after a
+        check, and the waiting batch needs that end confirmed too."""
+        with self._frontier:
+            wait = self._requested
+            checked = self._end_checked
+            return [p for p, at_end in self._at_end.items() if at_end and checked[p] < wait]
+
     def confirm_ends(self, consumer: Consumer, watermarks: Consumer) -> None:
         """For a waiting batch: are the partitions at their end still there? One look at each
         one's high watermark (through ``watermarks``), made now, after the wait began."""
         with self._frontier:
             wait = self._requested
-            ended = [p for p, at_end in self._at_end.items() if at_end]
+        ended = self.ends_to_confirm()
         still: list[int] = []
         if ended:
             positions = consumer.position([TopicPartition(self.topic, p) for p in ended])
@@ -222,11 +235,12 @@ class MerchantVolumeReader(BackgroundReader[tuple[str | None, int]]):
                     still.append(position.partition)
         with self._frontier:
             for partition in ended:
+                if not self._at_end[partition]:
+                    continue  # read on meanwhile: its frontier moved, or it ends again later
                 if partition in still:
-                    self._end_checked[partition] = wait
+                    self._end_checked[partition] = max(self._end_checked[partition], wait)
                 else:  # records to read: the frontier moves when they are
                     self._at_end[partition] = False
-            self._checked = wait
             self._frontier.notify_all()
 
 

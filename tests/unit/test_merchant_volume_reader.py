@@ -6,6 +6,8 @@ tests/integration/test_merchant_volume.py."""
 
 from __future__ import annotations
 
+import threading
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -127,9 +129,34 @@ def test_a_partition_at_its_end_passes_only_when_its_end_is_confirmed_after_the_
 def test_a_partition_whose_end_moved_on_is_no_longer_at_its_end() -> None:
     reader = new_reader()
     reader.read(cast(Any, [at(0, payment("a", 100)), FakeMessage(1, eof=True)]))
+    assert not reader.wait_until(micros_after_start(60), timeout_seconds=0.01)
     fake = cast(Any, FakeConsumer({1: 2}, {1: 3}))
     reader.confirm_ends(fake, fake)  # one more record landed
     assert reader.frontiers()[1] != "end"
+
+
+def test_an_end_reached_after_the_check_is_confirmed_for_the_waiting_batch() -> None:
+    # The race a two-worker benchmark hit (a batch waited out its 5 s): the reader checked
+    # the ends while partition 1 had not reported its end yet, then read the end, and no
+    # check followed for that wait.
+    reader = new_reader()
+    reader.read(cast(Any, [at(0, payment("a", 100)), at(1, payment("b", 50))]))
+    passed: list[bool] = []
+    waiter = threading.Thread(
+        target=lambda: passed.append(reader.wait_until(micros_after_start(60), 10.0))
+    )
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while reader.waits_begun == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    fake = cast(Any, FakeConsumer({1: 2}, {1: 2}))
+    reader.confirm_ends(fake, fake)  # nothing at its end yet
+    reader.read(cast(Any, [FakeMessage(1, eof=True)]))
+    assert reader.ends_to_confirm() == [1]
+    reader.confirm_ends(fake, fake)
+    waiter.join(5)
+    assert passed == [True]
+    assert reader.ends_to_confirm() == []
 
 
 def test_a_record_older_than_an_as_of_time_already_served_is_counted_late() -> None:
