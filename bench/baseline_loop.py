@@ -23,7 +23,7 @@ from types import FrameType
 
 from confluent_kafka import Consumer, TopicPartition
 
-from stream_app.kafka import raw_record
+from stream_app.kafka import consume_available, raw_record
 from stream_app.metrics import create_worker_metrics
 from stream_app.model_store import load_folder
 from stream_app.processor import BatchScorer
@@ -33,6 +33,7 @@ from stream_app.worker.publisher import VerdictPublisher
 
 log = logging.getLogger("baseline_loop")
 FLUSH_TIMEOUT_SECONDS = 60.0
+IDLE_POLL_SECONDS = 0.05  # how long an idle loop waits for records before it checks for a stop
 
 
 def build(settings: Settings, changelog_topic: str | None) -> tuple[BatchScorer, VerdictPublisher]:
@@ -62,10 +63,12 @@ def run(settings: Settings, changelog_topic: str | None, stop: threading.Event) 
     )
     # The benchmark waits for this line before it produces at a fixed rate.
     consumer.subscribe([settings.kafka.topics.transactions], on_assign=announce_assignment)
-    batch_size, within = settings.worker.batch_size, settings.worker.batch_within_seconds
+    batch_size = settings.worker.batch_size
     try:
         while not stop.is_set():
-            messages = [m for m in consumer.consume(batch_size, within) if m.error() is None]
+            # What is ready, up to a batch, with no batch window: the worker's batching.
+            ready = consume_available(consumer, batch_size, IDLE_POLL_SECONDS)
+            messages = [m for m in ready if m.error() is None]
             if not messages:
                 continue
             result = scorer.score_batch([raw_record(m) for m in messages])

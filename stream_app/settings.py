@@ -143,9 +143,8 @@ class WorkerSettings(Section):
     data_dir: Path = Path(".local/worker")
     """Faust's local data folder."""
     batch_size: int = Field(default=1000, ge=1)
-    """Most transactions scored in one batch."""
-    batch_within_seconds: float = Field(default=0.05, gt=0)
-    """Longest wait to fill a batch: bounds the added latency at low traffic."""
+    """Most transactions scored in one batch. A batch never waits to fill: it holds what is
+    queued when it starts (docs/worker.md), so batches grow with the load up to this."""
     session_timeout_seconds: float = Field(default=20, ge=6, le=300)
     """How long the group waits for a silent worker (one killed with SIGKILL) before its
     partitions go to the others, or to its restart: the floor of recovery after a crash.

@@ -26,6 +26,7 @@ from stream_app.settings import Settings
 from stream_app.state import ChangelogRecord
 from stream_app.validation import RawRecord
 from stream_app.worker import bulk_recovery
+from stream_app.worker.batching import ready_batches
 from stream_app.worker.http_api import add_views
 from stream_app.worker.kafka_transport import NoGapTransport
 from stream_app.worker.parts import WorkerParts
@@ -112,12 +113,10 @@ def _add_scoring_agent(app: faust.App, settings: Settings, parts: WorkerParts) -
 
     @app.agent(transactions, concurrency=1)
     async def score_transactions(stream: faust.StreamT[bytes]) -> None:
-        # noack_take yields whole events (partition, offset, raw bytes) and leaves acknowledging
-        # them to us: the in-flight batches acknowledge a batch once its outputs are confirmed,
-        # while this loop already takes and scores the next one.
-        batches = stream.noack_take(  # type: ignore[attr-defined]  # on Stream, not StreamT
-            worker.batch_size, within=worker.batch_within_seconds
-        )
+        # Whole events (partition, offset, raw bytes), unacknowledged: the in-flight batches
+        # acknowledge a batch once its outputs are confirmed, while this loop already takes
+        # and scores the next one. A batch closes as soon as nothing more is queued.
+        batches = ready_batches(stream, worker.batch_size)
         in_flight = InFlightBatches(app, stream, parts.publisher, transactions.get_topic_name())
         async with in_flight.running():
             async for events in batches:

@@ -80,7 +80,7 @@ class QuietReader:
 def build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Any, RecordingPublisher, BatchScorer]:
-    settings = Settings(worker=WorkerSettings(data_dir=tmp_path, batch_within_seconds=0.05))
+    settings = Settings(worker=WorkerSettings(data_dir=tmp_path))
     metrics = create_worker_metrics()
     model = amount_model()
     scorer = BatchScorer(model, Thresholds(review=0.5, block=0.9), metrics)

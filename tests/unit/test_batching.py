@@ -1,0 +1,63 @@
+"""``ready_batches``: a batch closes when it is full or when nothing more is queued behind it,
+so it never waits for a window (a fake stream: events arrive in fetches, the queue reports
+what is still queued)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+from stream_app.worker.batching import ready_batches
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.items: deque[str] = deque()
+
+    def empty(self) -> bool:
+        return not self.items
+
+
+class FakeStream:
+    """Events arrive fetch by fetch; between two fetches the queue is empty."""
+
+    def __init__(self, fetches: list[list[str]]) -> None:
+        self.fetches = fetches
+        self.queue = FakeQueue()
+        self.channel = self
+        self.acks_disabled = False
+
+    def noack(self) -> FakeStream:
+        self.acks_disabled = True
+        return self
+
+    async def events(self) -> AsyncIterator[str]:
+        for fetch in self.fetches:
+            self.queue.items.extend(fetch)
+            while self.queue.items:
+                yield self.queue.items.popleft()
+
+
+def batches_of(fetches: list[list[str]], max_size: int) -> tuple[list[list[str]], FakeStream]:
+    stream = FakeStream(fetches)
+
+    async def collect() -> list[list[str]]:
+        return [
+            cast(list[str], batch) async for batch in ready_batches(cast(Any, stream), max_size)
+        ]
+
+    return asyncio.run(collect()), stream
+
+
+def test_each_fetch_is_a_batch_at_once() -> None:
+    batches, stream = batches_of([["a"], ["b", "c"], ["d", "e", "f"]], max_size=1000)
+    assert batches == [["a"], ["b", "c"], ["d", "e", "f"]]
+    assert stream.acks_disabled  # the in-flight batches acknowledge, not the stream
+
+
+def test_a_backlog_fills_batches_up_to_the_maximum() -> None:
+    backlog = [f"t{i}" for i in range(7)]
+    batches, _ = batches_of([backlog], max_size=3)
+    assert batches == [["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"]]
