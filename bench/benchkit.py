@@ -230,6 +230,8 @@ class VerdictCollector:
     topic: str
     arrived: dict[str, float] = field(default_factory=dict)
     worker_latency_ms: list[float] = field(default_factory=list)
+    # From the verdict's Kafka timestamp (set when the scorer produced it) to its arrival here.
+    read_ms: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -254,6 +256,7 @@ class VerdictCollector:
                     verdict = json.loads(message.value() or b"{}")
                     self.arrived[verdict["transaction_id"]] = now
                     self.worker_latency_ms.append(float(verdict["latency_ms"]))
+                    self.read_ms.append(now * 1000 - message.timestamp()[1])
         consumer.close()
 
     def wait(self, count: int, deadline_seconds: float) -> None:
@@ -268,6 +271,11 @@ class VerdictCollector:
 def latency_summary(
     sent: dict[str, float], collector: VerdictCollector, rate: float
 ) -> dict[str, float]:
+    """Produce-to-verdict latency, and how it splits: ``scorer`` is what the scorer measured,
+    from the transaction's Kafka timestamp (set when the benchmark called ``produce``, so it
+    includes the benchmark producer's 1 ms linger) to the verdict; ``verdict_to_reader`` is
+    the rest, from the verdict's Kafka timestamp to the benchmark's reader (the scorer's own
+    producer linger, the broker, and the reader: the benchmark's share is part of it)."""
     latencies = [
         (collector.arrived[txn] - at) * 1000 for txn, at in sent.items() if txn in collector.arrived
     ]
@@ -282,6 +290,8 @@ def latency_summary(
         "max_ms": max(latencies, default=float("nan")),
         "scorer_p50_ms": percentile(collector.worker_latency_ms, 0.50),
         "scorer_p99_ms": percentile(collector.worker_latency_ms, 0.99),
+        "verdict_to_reader_p50_ms": percentile(collector.read_ms, 0.50),
+        "verdict_to_reader_p99_ms": percentile(collector.read_ms, 0.99),
     }
 
 

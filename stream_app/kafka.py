@@ -85,7 +85,9 @@ def producer_config(
         "client.id": client_id,
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 5,
+        # Every service enqueues in bursts (the worker a whole batch at once): a longer linger
+        # would only hold outputs back (the latency budget, docs/benchmarks.md).
+        "linger.ms": 1,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 1_000_000,
         # The Java client's default (and Faust's, and kafka-console-producer's): a customer's
