@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_SECONDS = 60.0
 DELIVERY_POLL_SECONDS = 0.002
-# Batches published but not yet acknowledged: one being confirmed while the next is scored.
+# Transactions published but not yet acknowledged, counted in full batches: one batch's worth
+# being confirmed while the next is scored. Small batches (a moderate rate) pipeline many.
 MAX_BATCHES_IN_FLIGHT = 2
 READERS_DRAIN_SECONDS = 1.0
 # EX_SOFTWARE: the worker stops without acknowledging a batch, for its supervisor to restart it.
@@ -117,10 +118,12 @@ def _add_scoring_agent(app: faust.App, settings: Settings, parts: WorkerParts) -
         # acknowledge a batch once its outputs are confirmed, while this loop already takes
         # and scores the next one. A batch closes as soon as nothing more is queued.
         batches = ready_batches(stream, worker.batch_size)
-        in_flight = InFlightBatches(app, stream, parts.publisher, transactions.get_topic_name())
+        in_flight = InFlightBatches(
+            app, stream, parts.publisher, transactions.get_topic_name(), worker.batch_size
+        )
         async with in_flight.running():
             async for events in batches:
-                await in_flight.wait_for_room()
+                await in_flight.wait_for_room(len(events))
                 try:
                     delivery, state_changes = _score_and_publish(parts, settings, events)
                 except Exception as exc:  # a bug, not bad input (that is dead-lettered)
@@ -158,11 +161,13 @@ class InFlightBatches:
     A batch's events are acknowledged only once the broker has confirmed every output of that
     batch and then every state change of it (written only after the outputs are confirmed, so a
     crash never leaves a durable state holding a transaction whose verdict was lost), and
-    batches are acknowledged in the order they were taken. Waiting for confirmations
-    here, in a task of its own, is what lets the agent take and score the next batch meanwhile.
-    At most ``MAX_BATCHES_IN_FLIGHT`` batches are published and not yet acknowledged: a slow
-    broker slows intake down instead of piling up, and a crash replays at most that many batches
-    beyond the acknowledged but uncommitted offsets.
+    batches are acknowledged in the order they were taken. Two tasks do it, in order: one waits
+    for a batch's outputs and then hands its state changes to the producer, the other waits for
+    those and acknowledges; so one batch's state round trip overlaps the next batch's outputs
+    (one task doing both in turn was what held small batches back at a moderate rate). At most
+    ``MAX_BATCHES_IN_FLIGHT`` full batches' worth of transactions are taken and not yet
+    acknowledged: a slow broker slows intake down instead of piling up, and a crash replays at
+    most that many beyond the acknowledged but uncommitted offsets.
     """
 
     def __init__(
@@ -171,44 +176,59 @@ class InFlightBatches:
         stream: faust.StreamT[bytes],
         publisher: VerdictPublisher,
         topic: str,
+        batch_size: int,
     ) -> None:
         self.app, self.stream, self.publisher = app, stream, publisher
         self.topics: set[str | TP] = {topic}  # whose offsets the batches acknowledge
-        self.room = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        self.room = TransactionRoom(MAX_BATCHES_IN_FLIGHT * batch_size)
         self.waiting: asyncio.Queue[ScoredBatch] = asyncio.Queue()
+        self.outputs_confirmed: asyncio.Queue[tuple[ScoredBatch, BatchDelivery]] = asyncio.Queue()
         self.commit_every: int = app.conf.broker_commit_every
         self.acked_since_commit = 0
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        acknowledger = asyncio.create_task(self._acknowledge_confirmed())
+        stages = [
+            asyncio.create_task(self._write_state_once_outputs_confirmed()),
+            asyncio.create_task(self._acknowledge_once_state_confirmed()),
+        ]
         try:
             yield
         finally:
             # Batches still waiting stay unacknowledged: a restart scores them again. (A normal
             # stop waits for every event to be acknowledged before it gets here.)
-            acknowledger.cancel()
+            for stage in stages:
+                stage.cancel()
 
-    async def wait_for_room(self) -> None:
-        """Before scoring a batch: until fewer than the most batches allowed are in flight."""
-        await self.room.acquire()
+    async def wait_for_room(self, transactions: int) -> None:
+        """Before scoring a batch: until it fits in what may be in flight."""
+        await self.room.take(transactions)
 
     def add(self, batch: ScoredBatch) -> None:
         self.waiting.put_nowait(batch)
 
-    async def _acknowledge_confirmed(self) -> None:
+    async def _write_state_once_outputs_confirmed(self) -> None:
         while True:
-            events, outputs, state_changes = await self.waiting.get()
+            batch = await self.waiting.get()
             try:
-                await self._confirmed(outputs)
-                if state_changes:  # only now: the durable state never runs ahead of verdicts
-                    await self._confirmed(self.publisher.enqueue_state(state_changes))
-                for event in events:
+                await self._confirmed(batch.outputs)
+                # Only now: the durable state never runs ahead of the verdicts.
+                state = self.publisher.enqueue_state(batch.state_changes)
+            except Exception as exc:  # unconfirmed: never write the state, never ack
+                _exit_without_acknowledging("outputs not confirmed", exc)
+            self.outputs_confirmed.put_nowait((batch, state))
+
+    async def _acknowledge_once_state_confirmed(self) -> None:
+        while True:
+            batch, state = await self.outputs_confirmed.get()
+            try:
+                await self._confirmed(state)
+                for event in batch.events:
                     await self.stream.ack(event)
             except Exception as exc:  # unconfirmed, or acknowledging broke: never ack blindly
                 _exit_without_acknowledging("outputs not acknowledged", exc)
-            self.room.release()
-            await self._commit_every_so_often(len(events))
+            await self.room.give_back(len(batch.events))
+            await self._commit_every_so_often(len(batch.events))
 
     async def _commit_every_so_often(self, acknowledged: int) -> None:
         """Commit after every ``broker_commit_every`` acknowledgements, as that setting says.
@@ -238,6 +258,28 @@ class InFlightBatches:
             if not delivery.done:
                 await asyncio.sleep(DELIVERY_POLL_SECONDS)
         self.publisher.check_delivered(delivery, loop.time() - started)
+
+
+class TransactionRoom:
+    """At most ``limit`` transactions taken and not yet acknowledged. A batch that does not fit
+    waits for earlier ones to be acknowledged; a batch alone always fits."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    async def take(self, transactions: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: self.used == 0 or self.used + transactions <= self.limit
+            )
+            self.used += transactions
+
+    async def give_back(self, transactions: int) -> None:
+        async with self._changed:
+            self.used -= transactions
+            self._changed.notify_all()
 
 
 def _swap_if_ready(parts: WorkerParts, settings: Settings) -> None:

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 # The longest an idle reader waits for records, so also how soon a waiting batch's
 # end-of-partition check starts: a few ms of the latency budget when partitions are quiet.
-CONSUME_SECONDS = 0.005
+CONSUME_SECONDS = 0.002
 # Where a (re)started reader begins, by the records' Kafka timestamps: the 24 h window plus the
 # lag, and a day for records produced after their event time.
 VOLUME_LOOKBACK_US = 2 * core.US_PER_DAY + VOLUME_LAG_US

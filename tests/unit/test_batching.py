@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
-from stream_app.worker.batching import ready_batches
+from stream_app.worker.batching import HAND_OVER_TURNS, ready_batches
 
 
 class FakeQueue:
@@ -61,3 +61,49 @@ def test_a_backlog_fills_batches_up_to_the_maximum() -> None:
     backlog = [f"t{i}" for i in range(7)]
     batches, _ = batches_of([backlog], max_size=3)
     assert batches == [["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"]]
+
+
+class FedStream:
+    """Like Faust's fetch loop: a feeder task hands a fetch's messages over one at a time,
+    ``turns`` event-loop turns apart, and pauses between fetches."""
+
+    def __init__(self, fetches: list[list[str]], turns: int) -> None:
+        self.fetches, self.turns = fetches, turns
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.channel = self
+
+    def noack(self) -> FedStream:
+        return self
+
+    async def events(self) -> AsyncIterator[str]:
+        while (item := await self.queue.get()) is not None:
+            yield item
+
+    async def feed(self) -> None:
+        for fetch in self.fetches:
+            for message in fetch:
+                self.queue.put_nowait(message)
+                for _ in range(self.turns):
+                    await asyncio.sleep(0)
+            await asyncio.sleep(0.02)  # the next fetch comes later
+        self.queue.put_nowait(None)
+
+
+def fed_batches(fetches: list[list[str]], turns: int) -> list[list[str]]:
+    async def collect() -> list[list[str]]:
+        stream = FedStream(fetches, turns)
+        feeder = asyncio.create_task(stream.feed())
+        batches = [cast(list[str], b) async for b in ready_batches(cast(Any, stream), 1000)]
+        await feeder
+        return batches
+
+    return asyncio.run(collect())
+
+
+def test_a_fetch_handed_over_a_message_at_a_time_is_still_one_batch() -> None:
+    fetches = [["a", "b", "c"], ["d", "e"]]
+    assert fed_batches(fetches, turns=2) == fetches  # Faust's fetch loop: ~2 turns a message
+
+
+def test_messages_further_apart_than_the_hand_over_turns_are_batches_of_their_own() -> None:
+    assert fed_batches([["a", "b"]], turns=HAND_OVER_TURNS + 3) == [["a"], ["b"]]
