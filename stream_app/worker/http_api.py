@@ -18,6 +18,7 @@ from stream_app.settings import Settings
 from stream_app.validation import Rejection, parse_transaction
 from stream_app.worker.openapi import Health, docs_page, openapi_document
 from stream_app.worker.parts import WorkerParts
+from stream_app.worker.predict_batching import PredictCoalescer
 from stream_app.worker.predict_routing import (
     FORWARDED_HEADER,
     Forwarded,
@@ -75,6 +76,7 @@ def add_views(
     """/predict, /health, /metrics, /openapi.json and /docs on the worker's web server."""
     scorer = parts.scorer
     owner = PredictOwner(app, settings, customer_table)
+    predictions = PredictCoalescer(scorer)
     transactions_topic = settings.kafka.topics.transactions
 
     @app.page("/predict")
@@ -94,7 +96,7 @@ def add_views(
                 if isinstance(routed, Unavailable):
                     scorer.metrics.predict_requests.labels(routed.reason).inc()
                     return self.json({"reason": routed.reason, "error": routed.error}, status=503)
-            answer = parsed if isinstance(parsed, Rejection) else scorer.predict(parsed)
+            answer = parsed if isinstance(parsed, Rejection) else await predictions.predict(parsed)
             if isinstance(answer, Rejection):
                 scorer.metrics.predict_requests.labels(answer.reason).inc()
                 status = REJECTION_STATUS.get(answer.reason, UNPROCESSABLE)

@@ -252,3 +252,27 @@ def test_the_scorers_features_over_batches_equal_the_offline_features() -> None:
 
     assert online.tobytes() == offline.tobytes()
     assert len({txn.customer_id for txn in shifted}) < len(shifted)  # customers do recur
+
+
+def test_predicting_many_at_once_answers_each_as_it_would_be_answered_alone(
+    scorer: BatchScorer,
+) -> None:
+    # The /predict coalescer scores concurrent requests with one booster call: every answer
+    # must be the one a request alone gets (features from its own state; no row affects
+    # another), duplicates refused in place.
+    history = simulated_transactions(600)
+    scorer.score_batch(
+        [record(i, t.to_bytes(), t.customer_id.encode()) for i, t in enumerate(history[:500])]
+    )
+    requests = [*history[500:], history[10]]  # the last one: an id its customer already had
+    together = scorer.predict_many(requests)
+    alone = [scorer.predict(request) for request in requests]
+
+    def comparable(answer: Verdict | Rejection) -> object:
+        if isinstance(answer, Rejection):
+            return answer.reason
+        return answer.model_dump(exclude={"scored_at", "latency_ms"})
+
+    assert [comparable(a) for a in together] == [comparable(a) for a in alone]
+    assert isinstance(together[-1], Rejection)
+    assert sum(isinstance(a, Verdict) for a in together) == len(requests) - 1
