@@ -5,8 +5,9 @@ The guarantee under test is at least once: every transaction the broker acknowle
 verdict, whatever fails. Duplicates are allowed, but bounded by how often offsets are committed.
 
 Where duplicates come from, and their bound. The agent acknowledges a batch only after the
-broker confirmed all its outputs, batches in order, with at most ``MAX_BATCHES_IN_FLIGHT`` published
-and not yet acknowledged while the next one is scored (stream_app/worker/app.py). Offsets of
+broker confirmed all its outputs, batches in order, with at most ``MAX_BATCHES_IN_FLIGHT`` full
+batches' worth of transactions published and not yet acknowledged while the next one is scored
+(stream_app/worker/app.py). Offsets of
 acknowledged batches are committed on Faust's timer (``broker_commit_interval``) and after every
 ``broker_commit_every`` acknowledgements (by the acknowledging task; one commit covers every
 partition, so the bound does not grow with the partition count). A worker killed with SIGKILL
@@ -15,8 +16,9 @@ therefore loses, as committed progress, at most:
 - the acknowledged but not yet committed transactions: up to ``commit_every``, and up to
   ``commit_every`` more when the count-triggered commit finds a timer commit in flight, so
   ``2 * commit_every``;
-- the batches whose outputs were (perhaps partly) published but not yet acknowledged: the ones
-  in flight and the one being handed to the producer, ``(MAX_BATCHES_IN_FLIGHT + 1) * batch_size``.
+- the transactions whose outputs were (perhaps partly) published but not yet acknowledged: those
+  in flight and the batch being handed to the producer,
+  ``(MAX_BATCHES_IN_FLIGHT + 1) * batch_size``.
 
 A restarted worker scores those again, so duplicates <= 2 * commit_every + 3 * batch_size.
 """
