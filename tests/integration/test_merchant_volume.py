@@ -3,9 +3,6 @@ history, and every verdict's features (merchant volume included) equal the offli
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Hashable
 from datetime import UTC, datetime
@@ -18,23 +15,11 @@ from producers.simulator import SimulatorConfig, generate_history
 from stream_app.features import FEATURE_NAMES, offline_features
 from stream_app.schemas import Transaction, Verdict
 from stream_app.settings import TopicNames
-from tests.integration.worker_helpers import metric, produce
+from tests.integration.worker_helpers import health, metric, produce
 from tests.kafka_helpers import consume_all, wait_until
-from tests.workers import WorkerFactory, WorkerProcess
+from tests.workers import WorkerFactory
 
 MIN_TRANSACTIONS = 20_000
-
-
-def health(worker: WorkerProcess) -> dict[str, Any]:
-    """The worker's /health answer (its body also when not ready), {} while it is not up."""
-    try:
-        with urllib.request.urlopen(f"{worker.url}/health", timeout=2) as response:  # noqa: S310
-            answer: dict[str, Any] = json.load(response)
-    except urllib.error.HTTPError as error:
-        answer = json.load(error)
-    except OSError:
-        return {}
-    return answer
 
 
 def replayed_history() -> tuple[pd.DataFrame, list[Transaction]]:

@@ -3,7 +3,6 @@ customer's partition answers it from that customer's state; an unreachable owner
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from stream_app.schemas import Transaction
 from stream_app.settings import KafkaSettings, TopicNames
 from stream_app.worker.predict_routing import partition_for
 from tests.integration.fault_helpers import kill_hard, simulated_transactions
-from tests.integration.worker_helpers import metric, post, ready
+from tests.integration.worker_helpers import health, metric, post, ready
 from tests.kafka_helpers import wait_until
 from tests.workers import WorkerFactory, WorkerProcess
 
@@ -64,20 +63,6 @@ def two_ready_workers(
 
     wait_until(both_own_a_share, timeout=120, what="two workers sharing the partitions")
     return first, second
-
-
-def health(worker: WorkerProcess) -> dict[str, Any]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{worker.url}/health", timeout=2) as response:  # noqa: S310
-            answer: dict[str, Any] = json.load(response)
-    except urllib.error.HTTPError as error:
-        answer = json.load(error)
-    except OSError:
-        return {}
-    return answer
 
 
 def next_request(history: list[Transaction]) -> bytes:

@@ -45,6 +45,18 @@ def ready(worker: WorkerProcess) -> bool:
         return False
 
 
+def health(worker: WorkerProcess) -> dict[str, Any]:
+    """The worker's /health answer (its body also when not ready), {} while it is not up."""
+    try:
+        with urllib.request.urlopen(f"{worker.url}/health", timeout=2) as response:  # noqa: S310
+            answer: dict[str, Any] = json.load(response)
+    except urllib.error.HTTPError as error:
+        answer = json.load(error)
+    except OSError:
+        return {}
+    return answer
+
+
 def started_worker(
     worker_factory: WorkerFactory,
     topics: TopicNames,
