@@ -159,8 +159,9 @@ def test_dropping_the_constant_features_changes_no_score() -> None:
 
 def test_with_column_sampling_constant_features_take_sampled_slots() -> None:
     # XGBoost samples colsample_bytree of ALL columns per tree, constant ones included
-    # (src/common/random.h, ColumnSampler::Init: iota over num_col, then ColSample): 36
-    # features keep 28 per tree, 32 keep 25, and the draws differ. So the default booster's
+    # (src/common/random.h, ColumnSampler::Init: iota over num_col, then ColSample, which in
+    # random.cc keeps int(colsample * n) of a shuffle, and returns the set untouched at 1.0):
+    # 36 features keep 28 per tree, 32 keep 25, and the draws differ. So the default booster's
     # scores are not bit-identical once constant features are dropped; --drop-constant makes
     # a run independent of them. If this starts failing, XGBoost skips constant columns and
     # docs/training.md's note on it is out of date.
