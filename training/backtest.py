@@ -28,9 +28,10 @@ Labels: the file's ``is_fraud`` column is the truth, and every label is taken to
 after its transaction (``labeled_at = timestamp + D``). Label-based features and the
 known-compromised rule both use that arrival time, so nothing is known before it could be.
 
-Missing optional transaction fields are filled with fixed defaults (see ``OPTIONAL_DEFAULTS``) so
-the feature code runs on files with only the required columns; features built on them are then
-constant and carry no signal, which the metrics will show honestly.
+Missing optional transaction fields are filled with fixed defaults (``training.labelled_file``)
+so the feature code runs on files with only the required columns; features built on them are
+then constant. Each fold reports the features constant on its train rows; ``drop_features``
+and ``drop_constant`` train and score the booster without some (``training.feature_subsets``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -55,20 +56,17 @@ from training.evaluate import (
     roc_auc,
     utc_days,
 )
+from training.feature_subsets import (
+    constant_features,
+    every_and_any,
+    in_feature_order,
+    kept_features,
+)
+from training.labelled_file import ID_COLUMNS, normalise
 from training.train import TrainConfig, fit_booster, predict
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_COLUMNS = ("transaction_id", "timestamp", "customer_id", "merchant_id", "amount", TARGET)
-OPTIONAL_DEFAULTS = {
-    "merchant_category": "unknown",
-    "transaction_type": "purchase",
-    "device_id": "unknown",
-    "geo_location": "unknown",
-    "currency": "USD",
-}
-ID_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "device_id")
-TRUE_STRINGS = frozenset({"1", "true", "t", "yes", "y"})
 METRICS = ("roc_auc", "average_precision", "card_precision_at_k")
 DAY = pd.Timedelta(days=1)
 ExcludeKnown = Literal["ever", "since-train-start", "none"]
@@ -95,6 +93,10 @@ class BacktestConfig:
     top_k: int = DEFAULT_TOP_K
     exclude_known: ExcludeKnown = "ever"
     train: TrainConfig = field(default_factory=TrainConfig)
+    # Features the booster never sees (names from FEATURE_NAMES; see training.feature_subsets).
+    drop_features: tuple[str, ...] = ()
+    # Also drop, fold by fold, the features constant on that fold's train rows.
+    drop_constant: bool = False
 
     def __post_init__(self) -> None:
         if min(self.train_days, self.test_days, self.folds, self.step_days) < 1:
@@ -103,6 +105,7 @@ class BacktestConfig:
             raise ValueError("need delay_days >= 0 and 0 <= validation_days < train_days")
         if self.exclude_known not in EXCLUDE_RULES:
             raise ValueError(f"exclude_known must be one of {', '.join(EXCLUDE_RULES)}")
+        kept_features(in_feature_order(self.drop_features))  # refuses unknown names, or all
 
     @property
     def fold_days(self) -> int:
@@ -123,39 +126,6 @@ def read_labelled_file(path: Path) -> pd.DataFrame:
     else:
         raise ValueError(f"{path.name}: expected a .csv or .parquet file")
     return normalise(frame)
-
-
-def _as_bool(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-        return values.fillna(0).astype(float).ne(0)
-    return values.astype("string").str.strip().str.lower().isin(TRUE_STRINGS)
-
-
-def _as_utc(values: pd.Series) -> pd.Series:
-    """ISO strings (naive = UTC) or, for numbers, Unix seconds."""
-    if pd.api.types.is_numeric_dtype(values):
-        return pd.to_datetime(values, unit="s", utc=True)
-    return pd.to_datetime(values, utc=True, format="ISO8601")
-
-
-def normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Check required columns, fill optional ones, fix types, order by time."""
-    missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
-    if missing:
-        raise ValueError(f"missing required columns: {', '.join(missing)}")
-    filled = frame.assign(
-        **{
-            column: frame[column].fillna(default) if column in frame.columns else default
-            for column, default in OPTIONAL_DEFAULTS.items()
-        }
-    )
-    typed = filled.assign(
-        **{column: filled[column].astype(str) for column in ID_COLUMNS},
-        timestamp=_as_utc(filled["timestamp"]),
-        amount=pd.to_numeric(filled["amount"], errors="raise").astype(float),
-        **{TARGET: _as_bool(filled[TARGET])},
-    )
-    return typed.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
 def delayed_labels(frame: pd.DataFrame, delay_days: int) -> pd.DataFrame:
@@ -215,9 +185,15 @@ def _between(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.
     return frame[(frame["timestamp"] >= start) & (frame["timestamp"] < end)]
 
 
-def _split(frame: pd.DataFrame, name: str, start: pd.Timestamp, end: pd.Timestamp) -> Split:
+def _split(
+    frame: pd.DataFrame,
+    name: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    features: tuple[str, ...] = FEATURE_NAMES,
+) -> Split:
     rows = _between(frame, start, end).reset_index(drop=True)
-    return Split(name, rows, FEATURE_NAMES, start, end, end)
+    return Split(name, rows, features, start, end, end)
 
 
 def fold_test_rows(frame: pd.DataFrame, window: FoldWindow) -> tuple[pd.DataFrame, int]:
@@ -271,6 +247,10 @@ class FoldResult:
     average_precision: float
     card_precision_at_k: float
     seconds: float
+    # Features with one value on every train row (no signal), and those the booster went
+    # without (the config's drop_features, plus the constant ones with drop_constant).
+    constant_features: tuple[str, ...] = ()
+    dropped_features: tuple[str, ...] = ()
 
 
 def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> tuple[FoldResult, pd.DataFrame]:
@@ -281,14 +261,20 @@ def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> tuple[FoldResult, 
     started = time.perf_counter()
     config = window.config
     train = _split(featurized, "train", window.train_start, window.validation_start)
+    constant = constant_features(train.frame)
+    dropped = fold_dropped_features(config, constant)
+    features = kept_features(dropped)
+    train = replace(train, feature_names=features)
     validation = None
     if config.validation_days:
-        validation = _split(featurized, "validation", window.validation_start, window.train_end)
+        validation = _split(
+            featurized, "validation", window.validation_start, window.train_end, features
+        )
     fitted = fit_booster(train, validation, config.train)
     trained_on = [split for split in (train, validation) if split is not None]
     period, removed = fold_test_rows(featurized, window)
     everything = Split(
-        "test-period", period, FEATURE_NAMES, window.test_start, window.test_end, window.test_end
+        "test-period", period, features, window.test_start, window.test_end, window.test_end
     )
     all_scores = predict(fitted.booster, everything)
     kept = period["kept"].to_numpy()
@@ -325,8 +311,15 @@ def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> tuple[FoldResult, 
         average_precision=average_precision(target, scores),
         card_precision_at_k=card.mean,
         seconds=time.perf_counter() - started,
+        constant_features=constant,
+        dropped_features=dropped,
     )
     return result, predictions
+
+
+def fold_dropped_features(config: BacktestConfig, constant: tuple[str, ...]) -> tuple[str, ...]:
+    """The features a fold's booster goes without, in FEATURE_NAMES order."""
+    return in_feature_order({*config.drop_features, *(constant if config.drop_constant else ())})
 
 
 @dataclass(frozen=True)
@@ -346,11 +339,16 @@ class BacktestReport:
             summary[metric] = {"mean": float(values.mean()), "std": std}
         return summary
 
+    def constant_features(self) -> dict[str, list[str]]:
+        """Features constant on the train rows of every fold, and of at least one fold."""
+        return every_and_any(fold.constant_features for fold in self.folds)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "config": asdict(self.config),
             "folds": [asdict(fold) for fold in self.folds],
             "summary": self.summary(),
+            "constant_features": self.constant_features(),
             "feature_seconds": self.feature_seconds,
         }
 

@@ -15,10 +15,10 @@ from training.backtest import (
     delayed_labels,
     evaluation_rows,
     fold_windows,
-    normalise,
     read_labelled_file,
     run_backtest,
 )
+from training.labelled_file import normalise
 
 
 def test_folds_are_anchored_at_the_end_and_step_back() -> None:

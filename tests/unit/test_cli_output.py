@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pandas as pd
 from rich.console import Console
 
 from training.backtest import BacktestConfig, BacktestReport, FoldResult
-from training.cli.output import backtest_tables, print_table
+from training.cli.output import backtest_tables, feature_lines, print_table
 
 
 def _report() -> BacktestReport:
@@ -65,3 +66,22 @@ def test_print_table_shows_every_column_and_cell_whole() -> None:
     assert "0.9123" in text and "0.4567" in text and "0.2345" in text
     assert console.width == 80  # restored for whatever is printed next
     assert max(len(line) for line in text.splitlines()) > 80
+
+
+def test_the_report_lists_constant_and_dropped_features() -> None:
+    report = _report()
+    first = replace(report.folds[0], constant_features=("amount", "hour_of_day"))
+    second = replace(first, fold=1, constant_features=("hour_of_day",))
+    config = replace(report.config, drop_features=("is_weekend",), drop_constant=True)
+    lines = feature_lines(replace(report, config=config, folds=[first, second]))
+    assert lines == [
+        "constant in every fold: hour_of_day",
+        "constant in some folds only: amount",
+        "dropped: is_weekend",
+        "dropped too: each fold's constant features (--drop-constant)",
+    ]
+    assert feature_lines(report) == ["constant in every fold: none"]
+    folds, _ = backtest_tables(replace(report, folds=[first]))
+    console, buffer = _pipe()
+    print_table(console, folds)
+    assert "features" in buffer.getvalue() and "constant" in buffer.getvalue()

@@ -16,7 +16,8 @@ from training.backtest import (
     read_labelled_file,
     run_backtest,
 )
-from training.cli.output import Ui, backtest_tables, print_table, steps
+from training.cli.output import Ui, backtest_tables, feature_lines, print_table, steps
+from training.feature_subsets import FEATURE_FAMILIES, family_features, in_feature_order
 from training.hyperparams import INT_KEYS, describe, merged_train_config
 from training.train import TrainConfig
 
@@ -77,6 +78,7 @@ def add_backtest_command(commands: argparse._SubParsersAction[argparse.ArgumentP
         metavar="FILE.parquet",
         help="write every test-period row of every fold with its score and kept flag",
     )
+    add_feature_options(parser)
     booster = parser.add_argument_group(
         "booster", "hyper-parameters; flags override --config, which overrides the defaults"
     )
@@ -89,6 +91,43 @@ def add_backtest_command(commands: argparse._SubParsersAction[argparse.ArgumentP
     parser.set_defaults(handler=backtest)
 
 
+def add_feature_options(parser: argparse.ArgumentParser) -> None:
+    features = parser.add_argument_group(
+        "features", "train and score the booster without some features (an ablation)"
+    )
+    features.add_argument(
+        "--drop-features",
+        type=_names,
+        default=[],
+        action="extend",
+        metavar="NAME[,NAME...]",
+        help="feature names to leave out (repeatable)",
+    )
+    features.add_argument(
+        "--drop-family",
+        type=_names,
+        default=[],
+        action="extend",
+        metavar="FAMILY[,FAMILY...]",
+        help=f"feature families to leave out: {', '.join(FEATURE_FAMILIES)} (repeatable)",
+    )
+    features.add_argument(
+        "--drop-constant",
+        action="store_true",
+        help="also leave out, fold by fold, the features constant on the fold's train rows",
+    )
+
+
+def _names(value: str) -> list[str]:
+    """``a,b`` -> ["a", "b"]: comma lists, so one flag can name a whole ablation."""
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def dropped_features(args: argparse.Namespace) -> tuple[str, ...]:
+    """The named features and the named families' features, in FEATURE_NAMES order."""
+    return in_feature_order({*args.drop_features, *family_features(args.drop_family)})
+
+
 def backtest_config(args: argparse.Namespace) -> BacktestConfig:
     """The backtest's configuration from its options, a --config file and booster flags."""
     return BacktestConfig(
@@ -99,6 +138,8 @@ def backtest_config(args: argparse.Namespace) -> BacktestConfig:
         step_days=args.step_days,
         top_k=args.top_k,
         exclude_known=args.exclude_known,
+        drop_features=dropped_features(args),
+        drop_constant=args.drop_constant,
         train=merged_train_config(
             args.config,
             {
@@ -124,6 +165,8 @@ def backtest(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
     ui.out.print(f"booster: {describe(config.train)}")
     for table in backtest_tables(report):
         print_table(ui.out, table)
+    for line in feature_lines(report):
+        ui.out.print(line)
     ui.out.print(f"report: {out}")
     if args.predictions:
         report.write_predictions(args.predictions)

@@ -7,7 +7,7 @@ Kept apart from the commands so that a command reads as its steps, and so that t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -16,6 +16,7 @@ from rich.measure import Measurement
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from stream_app.features import FEATURE_NAMES
 from stream_app.model import ModelBundle
 from training.backtest import BacktestReport
 from training.dataset import Splits
@@ -97,6 +98,8 @@ def backtest_tables(report: BacktestReport) -> tuple[Table, Table]:
         "test from",
         "rows kept",
         "frauds kept",
+        "features",
+        "constant",
         "AUC",
         "AP",
         f"CP@{k}",
@@ -110,6 +113,8 @@ def backtest_tables(report: BacktestReport) -> tuple[Table, Table]:
             fold.test_start[:10],
             f"{fold.test_rows:,} of {fold.period_rows:,}",
             f"{fold.test_frauds:,} of {fold.period_frauds:,}",
+            str(len(FEATURE_NAMES) - len(fold.dropped_features)),
+            str(len(fold.constant_features)),
             f"{fold.roc_auc:.4f}",
             f"{fold.average_precision:.4f}",
             f"{fold.card_precision_at_k:.4f}",
@@ -121,6 +126,24 @@ def backtest_tables(report: BacktestReport) -> tuple[Table, Table]:
     for key, value in report.summary().items():
         summary.add_row(names[key], f"{value['mean']:.4f}", f"{value['std']:.4f}")
     return folds, summary
+
+
+def feature_lines(report: BacktestReport) -> list[str]:
+    """The constant features (one value on every train row: no signal) and the dropped ones."""
+    constant = report.constant_features()
+    sometimes = [name for name in constant["any_fold"] if name not in constant["every_fold"]]
+    lines = [f"constant in every fold: {_listed(constant['every_fold'])}"]
+    if sometimes:
+        lines.append(f"constant in some folds only: {_listed(sometimes)}")
+    if report.config.drop_features:
+        lines.append(f"dropped: {_listed(report.config.drop_features)}")
+    if report.config.drop_constant:
+        lines.append("dropped too: each fold's constant features (--drop-constant)")
+    return lines
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"
 
 
 def gate_line(result: PublishResult, policy: PromotionPolicy) -> str:
