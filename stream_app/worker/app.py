@@ -215,7 +215,7 @@ class InFlightBatches:
                 # Only now: the durable state never runs ahead of the verdicts.
                 state = self.publisher.enqueue_state(batch.state_changes)
             except Exception as exc:  # unconfirmed: never write the state, never ack
-                _exit_without_acknowledging("outputs not confirmed", exc)
+                _exit_without_acknowledging("outputs not acknowledged", exc)
             self.outputs_confirmed.put_nowait((batch, state))
 
     async def _acknowledge_once_state_confirmed(self) -> None:
