@@ -21,11 +21,22 @@ it from disk). In order:
    waits there for its read (retrying it until it succeeds, as Faust's recovery waits for a
    broker) and adds the image, except for keys Faust already applied newer messages for.
 
-After each recovery it answers ``None`` again, exactly like Faust's memory store, so later
-rebalances keep Faust's own bookkeeping of the partitions the worker still holds. If the
-end offsets cannot be fetched, nothing is promised and Faust recovers those partitions itself,
-as before. How Faust uses ``persisted_offset`` and what its memory store does with a batch is
-pinned by a guard test (tests/unit/test_bulk_recovery_guard.py).
+After each recovery it answers ``None`` again for its active partitions, exactly like Faust's
+memory store, so later rebalances keep Faust's own bookkeeping of the partitions the worker still
+holds. If the end offsets cannot be fetched, nothing is promised and Faust recovers those
+partitions itself, as before.
+
+Standby partitions (``table_standby_replicas``): Faust's memory store drops the keys of every
+partition that is not active when a recovery completes, standbys included, and answers ``None``
+when a standby partition becomes active, so Faust read a taken-over partition again from its
+first offset (its standby copy was of no use, and the scale-in takeover once waited in that
+read forever, docs/faults.md "Standby replicas"). This store keeps its standby partitions' keys
+and remembers the last changelog offset it applied for each, and answers that offset when such
+a partition becomes active: Faust's recovery then only reads what the standby had not yet
+applied, as it does for a persistent (RocksDB) store.
+
+How Faust uses ``persisted_offset`` and what its memory store does with a batch is pinned by a
+guard test (tests/unit/test_bulk_recovery_guard.py).
 """
 
 from __future__ import annotations
@@ -78,6 +89,8 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._promised: dict[TP, int] = {}  # the last offset each pending read covers
+        # Standby partitions: the last changelog offset the store holds for each (see top).
+        self._standby_offsets: dict[TP, int] = {}
         # The keys each partition's reads brought, as lists: Faust's memory store keeps a
         # key -> partition dict for the same purpose, about 40 MiB per million keys against 8.
         self._read_keys: dict[int, list[Any]] = {}
@@ -87,7 +100,8 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
 
     def persisted_offset(self, tp: TP) -> int | None:
         """The last changelog offset the store holds, or will before recovery completes."""
-        return self._promised.get(tp)
+        promised = self._promised.get(tp)
+        return promised if promised is not None else self._standby_offsets.get(tp)
 
     async def on_rebalance(
         self,
@@ -99,7 +113,9 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         for tp in revoked:
             self._promised.pop(tp, None)
+            self._standby_offsets.pop(tp, None)
         topic = self.table.changelog_topic.get_topic_name()
+        self._log_standbys_taken_over()
         wanted = {tp.partition for tp in newly_assigned if tp.topic == topic}
         wanted -= {tp.partition for tp in self._promised}
         if wanted:
@@ -111,15 +127,21 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
         to_key: Callable[[Any], Any],
         to_value: Callable[[Any], Any],
     ) -> None:
-        """Faust's recovery applying messages after a pending read's ends: noted, then applied."""
-        if self._pending:
-            batch = list(batch)
-            for event in batch:
-                message = event.message
-                for read in self._pending:
-                    if message.topic == read.topic and message.partition in read.image.ends:
-                        read.touched.add(to_key(event.key))
+        """Faust's recovery (or standby reading) applying changelog messages: keys after a
+        pending read's ends are noted, offsets of standby partitions remembered, then applied."""
+        batch = list(batch)
+        for event in batch:
+            message = event.message
+            for read in self._pending:
+                if message.topic == read.topic and message.partition in read.image.ends:
+                    read.touched.add(to_key(event.key))
         super().apply_changelog_batch(batch, to_key, to_value)
+        standby = self._standby_offsets
+        for event in batch if standby else ():
+            message = event.message
+            tp = TP(message.topic, message.partition)
+            if tp in standby and message.offset > standby[tp]:
+                standby[tp] = message.offset
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         # One at a time: Faust runs this as a task of its own, which a new rebalance does not
@@ -128,11 +150,43 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
             while self._pending:
                 await self._finish(self._pending[0])
                 self._pending.pop(0)
+        self._track_standbys(active_tps, standby_tps)
         # From now on Faust's own offsets for these partitions are ahead of ours.
         for tp in {*active_tps, *standby_tps}:
             self._promised.pop(tp, None)
-        self._drop_keys_of_partitions_not_held({partition for _, partition in active_tps})
-        await super().on_recovery_completed(active_tps, standby_tps)
+        held = {*active_tps, *standby_tps}
+        self._drop_keys_of_partitions_not_held({partition for _, partition in held})
+        # Faust's memory store keeps the keys of the partitions it is given as active: the
+        # standby partitions' keys are kept too, so a takeover needs no full read.
+        await super().on_recovery_completed(held, standby_tps)
+
+    def _track_standbys(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        """Standby partitions start where the store's copy is (a read's promise, or what Faust
+        applied); active ones are written by the table itself, so their offsets go."""
+        offsets = self._standby_offsets
+        for tp in active_tps:
+            offsets.pop(tp, None)
+        for tp in standby_tps:
+            promised = self._promised.get(tp)
+            if promised is not None and promised > offsets.get(tp, -1):
+                offsets[tp] = promised
+            elif tp not in offsets:
+                # Nothing applied yet: -1, "before the first offset" in Faust's own bookkeeping,
+                # so what Faust applies from now on is tracked (and -1 is no promise).
+                offsets[tp] = -1
+        for tp in [tp for tp in offsets if tp not in standby_tps]:
+            del offsets[tp]
+
+    def _log_standbys_taken_over(self) -> None:
+        """The standby partitions this rebalance makes active, and from where Faust reads."""
+        actives = set(self.app.assignor.assigned_actives())
+        for tp, offset in sorted(self._standby_offsets.items()):
+            if tp in actives:
+                log.info(
+                    "changelog partition %s taken over from the standby copy at offset %d",
+                    tp,
+                    offset,
+                )
 
     async def on_stop(self) -> None:
         self._stopping.set()

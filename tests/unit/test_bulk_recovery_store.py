@@ -94,8 +94,10 @@ def test_faust_is_told_how_far_the_store_reads_until_its_recovery_completes(
     asyncio.run(scenario())
 
 
-def faust_event(topic: str, partition: int, customer: str, value: bytes | None) -> Any:
-    message = SimpleNamespace(topic=topic, partition=partition, value=value)
+def faust_event(
+    topic: str, partition: int, customer: str, value: bytes | None, offset: int = 0
+) -> Any:
+    message = SimpleNamespace(topic=topic, partition=partition, value=value, offset=offset)
     return SimpleNamespace(key=customer, value=value, message=message)
 
 
@@ -217,6 +219,64 @@ def test_without_end_offsets_in_time_nothing_is_promised_and_faust_recovers(
     asyncio.run(table.data.on_rebalance(tps, set(), tps))
     assert all(table.data.persisted_offset(tp) is None for tp in tps)
     assert dict(table.data.data) == {}
+
+
+def test_a_standby_partition_keeps_its_keys_and_a_takeover_resumes_where_the_copy_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+    actives, standby = {TP(topic, 0), TP(topic, 1)}, TP(topic, 2)
+    assigned_actives: set[TP] = set()
+    monkeypatch.setattr(store.app.assignor, "assigned_actives", lambda: assigned_actives)
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        await store.on_recovery_completed(actives, {standby})
+        # Faust's memory store would drop partition 2's keys here (it is not active).
+        assert store.data["C5"] == b"\x01five"
+        assert store.persisted_offset(standby) == 2  # the read's promise: its last offset
+        # Faust's standby reading applies what is written later; the store follows it.
+        later = faust_event(topic, 2, "C5", b"\x01five later", offset=3)
+        store.apply_changelog_batch([later], table._to_key, table._to_value)
+        assert store.persisted_offset(standby) == 3
+        assert store.persisted_offset(TP(topic, 0)) is None  # active: Faust's own offsets
+
+        # The other worker leaves: partition 2 becomes active here, and Faust's recovery is
+        # told the store holds it up to offset 3 (it reads only what comes after).
+        assigned_actives.update(tps)
+        with caplog.at_level("INFO", logger=bulk_recovery.__name__):
+            await store.on_rebalance(tps, set(), set())
+        assert store.persisted_offset(standby) == 3
+        assert "taken over from the standby copy at offset 3" in caplog.text
+        await store.on_recovery_completed(tps, set())
+        assert store.persisted_offset(standby) is None  # active now: written by the table
+        assert store.data["C5"] == b"\x01five later"
+
+    asyncio.run(scenario())
+
+
+def test_a_standby_partition_given_up_forgets_its_offset_and_its_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+    actives, standby = {TP(topic, 0), TP(topic, 1)}, TP(topic, 2)
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        await store.on_recovery_completed(actives, {standby})
+        await store.on_rebalance(actives, {standby}, set())
+        assert store.persisted_offset(standby) is None
+        await store.on_recovery_completed(actives, set())
+
+    asyncio.run(scenario())
+    assert "C5" not in store.data and store.data["C1"] == b"\x01second"
+    assert store._standby_offsets == {}
 
 
 def test_the_table_uses_the_bulk_store() -> None:
