@@ -33,7 +33,8 @@ first offset (its standby copy was of no use, and the scale-in takeover once wai
 read forever, docs/faults.md "Standby replicas"). This store keeps its standby partitions' keys
 and remembers the last changelog offset it applied for each, and answers that offset when such
 a partition becomes active: Faust's recovery then only reads what the standby had not yet
-applied, as it does for a persistent (RocksDB) store.
+applied, as it does for a persistent (RocksDB) store. A copy that missed an offset is not
+offered (:mod:`stream_app.worker.standby_copy`).
 
 How Faust uses ``persisted_offset`` and what its memory store does with a batch is pinned by a
 guard test (tests/unit/test_bulk_recovery_guard.py).
@@ -60,6 +61,7 @@ from stream_app.kafka import consumer_config
 from stream_app.settings import KafkaSettings
 from stream_app.worker import changelog_read
 from stream_app.worker.changelog_read import ChangelogImage, plain_key_decoder
+from stream_app.worker.standby_copy import StandbyOffsets
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +91,7 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._promised: dict[TP, int] = {}  # the last offset each pending read covers
-        # Standby partitions: the last changelog offset the store holds for each (see top).
-        self._standby_offsets: dict[TP, int] = {}
+        self._standbys = StandbyOffsets()  # how far the copy of each standby partition goes
         # The keys each partition's reads brought, as lists: Faust's memory store keeps a
         # key -> partition dict for the same purpose, about 40 MiB per million keys against 8.
         self._read_keys: dict[int, list[Any]] = {}
@@ -101,7 +102,7 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
     def persisted_offset(self, tp: TP) -> int | None:
         """The last changelog offset the store holds, or will before recovery completes."""
         promised = self._promised.get(tp)
-        return promised if promised is not None else self._standby_offsets.get(tp)
+        return promised if promised is not None else self._standbys.offset(tp)
 
     async def on_rebalance(
         self,
@@ -113,13 +114,16 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         for tp in revoked:
             self._promised.pop(tp, None)
-            self._standby_offsets.pop(tp, None)
+        self._standbys.forget(revoked)
         topic = self.table.changelog_topic.get_topic_name()
         self._log_standbys_taken_over()
         wanted = {tp.partition for tp in newly_assigned if tp.topic == topic}
         wanted -= {tp.partition for tp in self._promised}
         if wanted:
             await self._start_read(topic, wanted)
+        # Before Faust's recovery asks persisted_offset (TableManager.on_rebalance's order).
+        standbys = {tp for tp in self.app.assignor.assigned_standbys() if tp.topic == topic}
+        self._standbys.start(standbys, self._promised)
 
     def apply_changelog_batch(
         self,
@@ -136,12 +140,10 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
                 if message.topic == read.topic and message.partition in read.image.ends:
                     read.touched.add(to_key(event.key))
         super().apply_changelog_batch(batch, to_key, to_value)
-        standby = self._standby_offsets
-        for event in batch if standby else ():
-            message = event.message
-            tp = TP(message.topic, message.partition)
-            if tp in standby and message.offset > standby[tp]:
-                standby[tp] = message.offset
+        if self._standbys.tracking():
+            for event in batch:
+                message = event.message
+                self._standbys.applied(TP(message.topic, message.partition), message.offset)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         # One at a time: Faust runs this as a task of its own, which a new rebalance does not
@@ -150,7 +152,7 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
             while self._pending:
                 await self._finish(self._pending[0])
                 self._pending.pop(0)
-        self._track_standbys(active_tps, standby_tps)
+        self._standbys.forget(active_tps)  # written by the table itself from now on
         # From now on Faust's own offsets for these partitions are ahead of ours.
         for tp in {*active_tps, *standby_tps}:
             self._promised.pop(tp, None)
@@ -160,33 +162,14 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
         # standby partitions' keys are kept too, so a takeover needs no full read.
         await super().on_recovery_completed(held, standby_tps)
 
-    def _track_standbys(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
-        """Standby partitions start where the store's copy is (a read's promise, or what Faust
-        applied); active ones are written by the table itself, so their offsets go."""
-        offsets = self._standby_offsets
-        for tp in active_tps:
-            offsets.pop(tp, None)
-        for tp in standby_tps:
-            promised = self._promised.get(tp)
-            if promised is not None and promised > offsets.get(tp, -1):
-                offsets[tp] = promised
-            elif tp not in offsets:
-                # Nothing applied yet: -1, "before the first offset" in Faust's own bookkeeping,
-                # so what Faust applies from now on is tracked (and -1 is no promise).
-                offsets[tp] = -1
-        for tp in [tp for tp in offsets if tp not in standby_tps]:
-            del offsets[tp]
-
     def _log_standbys_taken_over(self) -> None:
         """The standby partitions this rebalance makes active, and from where Faust reads."""
         actives = set(self.app.assignor.assigned_actives())
-        for tp, offset in sorted(self._standby_offsets.items()):
+        for tp, offset in sorted(self._standbys.copies().items()):
             if tp in actives:
-                log.info(
-                    "changelog partition %s taken over from the standby copy at offset %d",
-                    tp,
-                    offset,
-                )
+                log.info("%s taken over from the standby copy at offset %d", tp, offset)
+        for tp in sorted(self._standbys.holed() & actives):
+            log.warning("%s taken over: its standby copy had a hole, Faust reads it all", tp)
 
     async def on_stop(self) -> None:
         self._stopping.set()
