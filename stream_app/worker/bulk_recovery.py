@@ -21,11 +21,23 @@ it from disk). In order:
    waits there for its read (retrying it until it succeeds, as Faust's recovery waits for a
    broker) and adds the image, except for keys Faust already applied newer messages for.
 
-After each recovery it answers ``None`` again, exactly like Faust's memory store, so later
-rebalances keep Faust's own bookkeeping of the partitions the worker still holds. If the
-end offsets cannot be fetched, nothing is promised and Faust recovers those partitions itself,
-as before. How Faust uses ``persisted_offset`` and what its memory store does with a batch is
-pinned by a guard test (tests/unit/test_bulk_recovery_guard.py).
+After each recovery it answers ``None`` again for its active partitions, exactly like Faust's
+memory store, so later rebalances keep Faust's own bookkeeping of the partitions the worker still
+holds. If the end offsets cannot be fetched, nothing is promised and Faust recovers those
+partitions itself, as before.
+
+Standby partitions (``table_standby_replicas``): Faust's memory store drops the keys of every
+partition that is not active when a recovery completes, standbys included, and answers ``None``
+when a standby partition becomes active, so Faust read a taken-over partition again from its
+first offset (its standby copy was of no use, and the scale-in takeover once waited in that
+read forever, docs/faults.md "Standby replicas"). This store keeps its standby partitions' keys
+and remembers the last changelog offset it applied for each, and answers that offset when such
+a partition becomes active: Faust's recovery then only reads what the standby had not yet
+applied, as it does for a persistent (RocksDB) store. A copy that missed an offset is not
+offered (:mod:`stream_app.worker.standby_copy`).
+
+How Faust uses ``persisted_offset`` and what its memory store does with a batch is pinned by a
+guard test (tests/unit/test_bulk_recovery_guard.py).
 """
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ from stream_app.kafka import consumer_config
 from stream_app.settings import KafkaSettings
 from stream_app.worker import changelog_read
 from stream_app.worker.changelog_read import ChangelogImage, plain_key_decoder
+from stream_app.worker.standby_copy import StandbyOffsets
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +91,7 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._promised: dict[TP, int] = {}  # the last offset each pending read covers
+        self._standbys = StandbyOffsets()  # how far the copy of each standby partition goes
         # The keys each partition's reads brought, as lists: Faust's memory store keeps a
         # key -> partition dict for the same purpose, about 40 MiB per million keys against 8.
         self._read_keys: dict[int, list[Any]] = {}
@@ -87,7 +101,8 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
 
     def persisted_offset(self, tp: TP) -> int | None:
         """The last changelog offset the store holds, or will before recovery completes."""
-        return self._promised.get(tp)
+        promised = self._promised.get(tp)
+        return promised if promised is not None else self._standbys.offset(tp)
 
     async def on_rebalance(
         self,
@@ -99,11 +114,16 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         for tp in revoked:
             self._promised.pop(tp, None)
+        self._standbys.forget(revoked)
         topic = self.table.changelog_topic.get_topic_name()
+        self._log_standbys_taken_over()
         wanted = {tp.partition for tp in newly_assigned if tp.topic == topic}
         wanted -= {tp.partition for tp in self._promised}
         if wanted:
             await self._start_read(topic, wanted)
+        # Before Faust's recovery asks persisted_offset (TableManager.on_rebalance's order).
+        standbys = {tp for tp in self.app.assignor.assigned_standbys() if tp.topic == topic}
+        self._standbys.start(standbys, self._promised)
 
     def apply_changelog_batch(
         self,
@@ -111,15 +131,19 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
         to_key: Callable[[Any], Any],
         to_value: Callable[[Any], Any],
     ) -> None:
-        """Faust's recovery applying messages after a pending read's ends: noted, then applied."""
-        if self._pending:
-            batch = list(batch)
+        """Faust's recovery (or standby reading) applying changelog messages: keys after a
+        pending read's ends are noted, offsets of standby partitions remembered, then applied."""
+        batch = list(batch)
+        for event in batch:
+            message = event.message
+            for read in self._pending:
+                if message.topic == read.topic and message.partition in read.image.ends:
+                    read.touched.add(to_key(event.key))
+        super().apply_changelog_batch(batch, to_key, to_value)
+        if self._standbys.tracking():
             for event in batch:
                 message = event.message
-                for read in self._pending:
-                    if message.topic == read.topic and message.partition in read.image.ends:
-                        read.touched.add(to_key(event.key))
-        super().apply_changelog_batch(batch, to_key, to_value)
+                self._standbys.applied(TP(message.topic, message.partition), message.offset)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         # One at a time: Faust runs this as a task of its own, which a new rebalance does not
@@ -128,11 +152,24 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
             while self._pending:
                 await self._finish(self._pending[0])
                 self._pending.pop(0)
+        self._standbys.forget(active_tps)  # written by the table itself from now on
         # From now on Faust's own offsets for these partitions are ahead of ours.
         for tp in {*active_tps, *standby_tps}:
             self._promised.pop(tp, None)
-        self._drop_keys_of_partitions_not_held({partition for _, partition in active_tps})
-        await super().on_recovery_completed(active_tps, standby_tps)
+        held = {*active_tps, *standby_tps}
+        self._drop_keys_of_partitions_not_held({partition for _, partition in held})
+        # Faust's memory store keeps the keys of the partitions it is given as active: the
+        # standby partitions' keys are kept too, so a takeover needs no full read.
+        await super().on_recovery_completed(held, standby_tps)
+
+    def _log_standbys_taken_over(self) -> None:
+        """The standby partitions this rebalance makes active, and from where Faust reads."""
+        actives = set(self.app.assignor.assigned_actives())
+        for tp, offset in sorted(self._standbys.copies().items()):
+            if tp in actives:
+                log.info("%s taken over from the standby copy at offset %d", tp, offset)
+        for tp in sorted(self._standbys.holed() & actives):
+            log.warning("%s taken over: its standby copy had a hole, Faust reads it all", tp)
 
     async def on_stop(self) -> None:
         self._stopping.set()

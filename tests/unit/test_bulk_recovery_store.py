@@ -94,8 +94,10 @@ def test_faust_is_told_how_far_the_store_reads_until_its_recovery_completes(
     asyncio.run(scenario())
 
 
-def faust_event(topic: str, partition: int, customer: str, value: bytes | None) -> Any:
-    message = SimpleNamespace(topic=topic, partition=partition, value=value)
+def faust_event(
+    topic: str, partition: int, customer: str, value: bytes | None, offset: int = 0
+) -> Any:
+    message = SimpleNamespace(topic=topic, partition=partition, value=value, offset=offset)
     return SimpleNamespace(key=customer, value=value, message=message)
 
 
@@ -217,6 +219,102 @@ def test_without_end_offsets_in_time_nothing_is_promised_and_faust_recovers(
     asyncio.run(table.data.on_rebalance(tps, set(), tps))
     assert all(table.data.persisted_offset(tp) is None for tp in tps)
     assert dict(table.data.data) == {}
+
+
+def test_a_standby_partition_keeps_its_keys_and_a_takeover_resumes_where_the_copy_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+    actives, standby = {TP(topic, 0), TP(topic, 1)}, TP(topic, 2)
+    assigned_actives, assigned_standbys = set(actives), {standby}
+    assign(monkeypatch, store, assigned_actives, assigned_standbys)
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        await store.on_recovery_completed(actives, {standby})
+        # Faust's memory store would drop partition 2's keys here (it is not active).
+        assert store.data["C5"] == b"\x01five"
+        assert store.persisted_offset(standby) == 2  # the read's promise: its last offset
+        # Faust's standby reading applies what is written later; the store follows it.
+        later = faust_event(topic, 2, "C5", b"\x01five later", offset=3)
+        store.apply_changelog_batch([later], table._to_key, table._to_value)
+        assert store.persisted_offset(standby) == 3
+        assert store.persisted_offset(TP(topic, 0)) is None  # active: Faust's own offsets
+
+        # The other worker leaves: partition 2 becomes active here, and Faust's recovery is
+        # told the store holds it up to offset 3 (it reads only what comes after).
+        assigned_actives.update(tps)
+        assigned_standbys.clear()
+        with caplog.at_level("INFO", logger=bulk_recovery.__name__):
+            await store.on_rebalance(tps, set(), set())
+        assert store.persisted_offset(standby) == 3
+        assert "taken over from the standby copy at offset 3" in caplog.text
+        await store.on_recovery_completed(tps, set())
+        assert store.persisted_offset(standby) is None  # active now: written by the table
+        assert store.data["C5"] == b"\x01five later"
+
+    asyncio.run(scenario())
+
+
+def assign(
+    monkeypatch: pytest.MonkeyPatch, store: BulkRecoveryStore, actives: set[TP], standbys: set[TP]
+) -> None:
+    """What Faust's assignor says this worker holds (the sets may change later in a test)."""
+    monkeypatch.setattr(store.app.assignor, "assigned_actives", lambda: actives)
+    monkeypatch.setattr(store.app.assignor, "assigned_standbys", lambda: standbys)
+
+
+def test_a_standby_copy_that_missed_an_offset_is_not_offered_then_read_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+    actives, standby = {TP(topic, 0), TP(topic, 1)}, TP(topic, 2)
+    assign(monkeypatch, store, actives, {standby})
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        await store.on_recovery_completed(actives, {standby})
+        events = [faust_event(topic, 2, "C5", b"\x01x", offset=o) for o in (3, 6)]
+        with caplog.at_level("WARNING", logger="stream_app.worker.standby_copy"):
+            store.apply_changelog_batch(events, table._to_key, table._to_value)
+        assert "missed offsets 4 to 5" in caplog.text
+        # Faust's queue lost offsets 4 and 5: the copy is not offered for a takeover...
+        assert store.persisted_offset(standby) is None
+        # ...and at the next rebalance Faust reads the standby partition from its start.
+        await store.on_rebalance(tps, set(), set())
+        assert store.persisted_offset(standby) == -1
+
+    asyncio.run(scenario())
+
+
+def test_a_standby_partition_given_up_forgets_its_offset_and_its_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
+    table = new_table(new_app())
+    store: BulkRecoveryStore = table.data
+    topic, tps = changelog_tps(table)
+    actives, standby = {TP(topic, 0), TP(topic, 1)}, TP(topic, 2)
+    standbys = {standby}
+    assign(monkeypatch, store, actives, standbys)
+
+    async def scenario() -> None:
+        await store.on_rebalance(tps, set(), tps)
+        await store.on_recovery_completed(actives, {standby})
+        standbys.clear()
+        await store.on_rebalance(actives, {standby}, set())
+        assert store.persisted_offset(standby) is None
+        await store.on_recovery_completed(actives, set())
+
+    asyncio.run(scenario())
+    assert "C5" not in store.data and store.data["C1"] == b"\x01second"
+    assert store._standbys.copies() == {}
 
 
 def test_the_table_uses_the_bulk_store() -> None:
