@@ -16,6 +16,7 @@ from training.backtest import (
     read_labelled_file,
     run_backtest,
 )
+from training.cli.options import add_tuning_options, tune_config
 from training.cli.output import (
     Ui,
     backtest_tables,
@@ -27,12 +28,10 @@ from training.cli.output import (
 from training.feature_subsets import FEATURE_FAMILIES, family_features, in_feature_order
 from training.hyperparams import INT_KEYS, describe, merged_train_config
 from training.train import TrainConfig
-from training.tuning import SEARCH_SPACE, TuneConfig
 
 # The options' defaults are the BacktestConfig's (tests/unit/test_training_cli.py checks them).
 BACKTEST = BacktestConfig()
 DEFAULT_BACKTEST_DIR = Path(".local/backtest")
-DEFAULT_TUNE_VALIDATION_DAYS = 2.0
 # Backtest flags for TrainConfig fields (dashes for underscores), with their types and defaults.
 BACKTEST_BOOSTER_FLAGS = [
     (name.replace("_", "-"), int if name in INT_KEYS else float, getattr(TrainConfig(), name))
@@ -88,7 +87,7 @@ def add_backtest_command(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="write every test-period row of every fold with its score and kept flag",
     )
     add_feature_options(parser)
-    add_tuning_options(parser)
+    add_tuning_options(parser, "per fold, inside the fold's train days only", "--delay-days")
     booster = parser.add_argument_group(
         "booster", "hyper-parameters; flags override --config, which overrides the defaults"
     )
@@ -128,41 +127,6 @@ def add_feature_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_tuning_options(parser: argparse.ArgumentParser) -> None:
-    tuning = parser.add_argument_group(
-        "tuning",
-        "a seeded random search per fold, inside the fold's train days only: trials train on "
-        "their first days and are scored (average precision) on the last ones, after a label "
-        f"delay; searched: {', '.join(SEARCH_SPACE)}",
-    )
-    tuning.add_argument(
-        "--tune",
-        type=int,
-        default=0,
-        metavar="N",
-        help="N trials per fold, the base booster first (default 0: no search)",
-    )
-    tuning.add_argument("--tune-seed", type=int, default=0, help="the search's seed (default 0)")
-    tuning.add_argument(
-        "--tune-validation-days",
-        type=float,
-        default=DEFAULT_TUNE_VALIDATION_DAYS,
-        help=f"last train days each trial is scored on (default {DEFAULT_TUNE_VALIDATION_DAYS:g})",
-    )
-    tuning.add_argument(
-        "--tune-delay-days",
-        type=float,
-        help="days between the trials' train rows and the scored days (default --delay-days)",
-    )
-
-
-def tune_config(args: argparse.Namespace) -> TuneConfig | None:
-    if not args.tune:
-        return None
-    delay = args.delay_days if args.tune_delay_days is None else args.tune_delay_days
-    return TuneConfig(args.tune, args.tune_validation_days, delay, args.tune_seed)
-
-
 def _names(value: str) -> list[str]:
     """``a,b`` -> ["a", "b"]: comma lists, so one flag can name a whole ablation."""
     return [name.strip() for name in value.split(",") if name.strip()]
@@ -185,7 +149,7 @@ def backtest_config(args: argparse.Namespace) -> BacktestConfig:
         exclude_known=args.exclude_known,
         drop_features=dropped_features(args),
         drop_constant=args.drop_constant,
-        tune=tune_config(args),
+        tune=tune_config(args, default_delay_days=args.delay_days),
         train=merged_train_config(
             args.config,
             {
