@@ -21,6 +21,10 @@ Each fold, counted in whole UTC days (the Fraud Detection Handbook's prequential
   ``none``: nobody is dropped.
   Every test-period row is scored either way; the report counts how many rows and frauds each
   fold's rule kept, and ``BacktestReport.predictions`` has every row with a ``kept`` flag.
+- ``tune`` (off by default) runs a seeded hyper-parameter search per fold before it trains
+  (``training.tuning``). The search is handed the fold's train-day rows and nothing later: it
+  trains its trials on the first of those days and scores them on the last ones, after a label
+  delay of its own, then the fold's booster trains as above with the chosen parameters.
 - Folds are ``step_days`` apart and anchored at the end of the file: the last fold tests on the
   last U days, earlier folds step back in time.
 
@@ -64,6 +68,7 @@ from training.feature_subsets import (
 )
 from training.labelled_file import ID_COLUMNS, normalise
 from training.train import TrainConfig, fit_booster, predict
+from training.tuning import TuneConfig, TuningResult, tune_on_training_days
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +102,8 @@ class BacktestConfig:
     drop_features: tuple[str, ...] = ()
     # Also drop, fold by fold, the features constant on that fold's train rows.
     drop_constant: bool = False
+    # A hyper-parameter search per fold on its train days only (training.tuning); None: off.
+    tune: TuneConfig | None = None
 
     def __post_init__(self) -> None:
         if min(self.train_days, self.test_days, self.folds, self.step_days) < 1:
@@ -106,6 +113,11 @@ class BacktestConfig:
         if self.exclude_known not in EXCLUDE_RULES:
             raise ValueError(f"exclude_known must be one of {', '.join(EXCLUDE_RULES)}")
         kept_features(in_feature_order(self.drop_features))  # refuses unknown names, or all
+        if self.tune is not None and self.tune.days_needed >= self.train_days:
+            raise ValueError(
+                f"tuning needs more train days than its validation + delay days "
+                f"({self.tune.days_needed:g}); got train_days={self.train_days}"
+            )
 
     @property
     def fold_days(self) -> int:
@@ -251,6 +263,8 @@ class FoldResult:
     # without (the config's drop_features, plus the constant ones with drop_constant).
     constant_features: tuple[str, ...] = ()
     dropped_features: tuple[str, ...] = ()
+    # The fold's hyper-parameter search (chosen params, best validation AP, every trial).
+    tuning: TuningResult | None = None
 
 
 def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> tuple[FoldResult, pd.DataFrame]:
@@ -270,7 +284,9 @@ def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> tuple[FoldResult, 
         validation = _split(
             featurized, "validation", window.validation_start, window.train_end, features
         )
-    fitted = fit_booster(train, validation, config.train)
+    tuning = fold_tuning(featurized, window, features)
+    booster_config = config.train if tuning is None else tuning.chosen_config(config.train)
+    fitted = fit_booster(train, validation, booster_config)
     trained_on = [split for split in (train, validation) if split is not None]
     period, removed = fold_test_rows(featurized, window)
     everything = Split(
@@ -313,8 +329,21 @@ def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> tuple[FoldResult, 
         seconds=time.perf_counter() - started,
         constant_features=constant,
         dropped_features=dropped,
+        tuning=tuning,
     )
     return result, predictions
+
+
+def fold_tuning(
+    featurized: pd.DataFrame, window: FoldWindow, features: tuple[str, ...]
+) -> TuningResult | None:
+    """The fold's search, handed the rows of its train days and nothing later (no peeking)."""
+    config = window.config
+    if config.tune is None:
+        return None
+    period = (window.train_start, window.train_end)
+    rows = _between(featurized, *period)
+    return tune_on_training_days(rows, features, period, config.train, config.tune)
 
 
 def fold_dropped_features(config: BacktestConfig, constant: tuple[str, ...]) -> tuple[str, ...]:
@@ -345,12 +374,15 @@ class BacktestReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "config": asdict(self.config),
-            "folds": [asdict(fold) for fold in self.folds],
+            "config": _without_none(asdict(self.config), "tune"),
+            "folds": [_without_none(asdict(fold), "tuning") for fold in self.folds],
             "summary": self.summary(),
             "constant_features": self.constant_features(),
             "feature_seconds": self.feature_seconds,
         }
+
+    def tuned(self) -> bool:
+        return self.config.tune is not None
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -360,6 +392,11 @@ class BacktestReport:
         """Parquet, one row per test-period transaction per fold, ``kept`` by the fold's rule."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.predictions.to_parquet(path, index=False)
+
+
+def _without_none(values: dict[str, Any], key: str) -> dict[str, Any]:
+    """Leave an unset optional section out, so a report without tuning is the report it was."""
+    return {name: value for name, value in values.items() if name != key or value is not None}
 
 
 def run_backtest(

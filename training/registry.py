@@ -129,6 +129,13 @@ def write_evaluation(folder: Path, bundle: ModelBundle, test: Split) -> None:
     _plot(folder / "pr_curve.png", pr["recall"], pr["precision"], ("recall", "precision", "PR"))
 
 
+def write_documents(folder: Path, documents: dict[str, Any]) -> None:
+    for name, document in documents.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2))
+
+
 def write_run_files(folder: Path, bundle: ModelBundle, splits: Splits, seed: int) -> None:
     """Everything but the model: evaluation and the drift reference sample."""
     write_evaluation(folder / "evaluation", bundle, splits.test)
@@ -180,8 +187,12 @@ def log_run(
     splits: Splits,
     params: dict[str, Any],
     seed: int,
+    documents: dict[str, Any] | None = None,
 ) -> None:
-    """Params, metrics, evaluation files and the drift reference sample, into an open run."""
+    """Params, metrics, evaluation files and the drift reference sample, into an open run.
+
+    ``documents`` are extra JSON artifacts by their path in the run (``tuning/trials.json``).
+    """
     stamp = int(datetime.now(UTC).timestamp() * 1000)
     client.log_batch(
         run_id,
@@ -190,6 +201,7 @@ def log_run(
     )
     with tempfile.TemporaryDirectory() as tmp:
         write_run_files(Path(tmp), bundle, splits, seed)
+        write_documents(Path(tmp), documents or {})
         check_safe_files(Path(tmp), RUN_SUFFIXES)
         client.log_artifacts(run_id, tmp)
     logger.info("logged run_id=%s", run_id)
@@ -340,6 +352,7 @@ def publish(
     params: dict[str, Any],
     policy: PromotionPolicy | None = None,
     seed: int = 0,
+    documents: dict[str, Any] | None = None,
 ) -> PublishResult:
     """Log the run, register a version, and gate it against the champion on the test split.
 
@@ -349,7 +362,15 @@ def publish(
     run = client.create_run(experiment_id, tags={"mlflow.source.name": "fraudstream-train"})
     run_id = str(run.info.run_id)
     try:
-        log_run(client, run_id, bundle=bundle, splits=splits, params=params, seed=seed)
+        log_run(
+            client,
+            run_id,
+            bundle=bundle,
+            splits=splits,
+            params=params,
+            seed=seed,
+            documents=documents,
+        )
         registered = register_version(client, name, run_id, bundle)
         result = gate(client, name, registered, splits.test, policy or PromotionPolicy())
     except Exception:

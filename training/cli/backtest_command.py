@@ -16,7 +16,15 @@ from training.backtest import (
     read_labelled_file,
     run_backtest,
 )
-from training.cli.output import Ui, backtest_tables, feature_lines, print_table, steps
+from training.cli.options import add_tuning_options, tune_config
+from training.cli.output import (
+    Ui,
+    backtest_tables,
+    feature_lines,
+    print_table,
+    steps,
+    tuning_table,
+)
 from training.feature_subsets import FEATURE_FAMILIES, family_features, in_feature_order
 from training.hyperparams import INT_KEYS, describe, merged_train_config
 from training.train import TrainConfig
@@ -79,6 +87,7 @@ def add_backtest_command(commands: argparse._SubParsersAction[argparse.ArgumentP
         help="write every test-period row of every fold with its score and kept flag",
     )
     add_feature_options(parser)
+    add_tuning_options(parser, "per fold, inside the fold's train days only", "--delay-days")
     booster = parser.add_argument_group(
         "booster", "hyper-parameters; flags override --config, which overrides the defaults"
     )
@@ -140,6 +149,7 @@ def backtest_config(args: argparse.Namespace) -> BacktestConfig:
         exclude_known=args.exclude_known,
         drop_features=dropped_features(args),
         drop_constant=args.drop_constant,
+        tune=tune_config(args, default_delay_days=args.delay_days),
         train=merged_train_config(
             args.config,
             {
@@ -165,6 +175,8 @@ def backtest(args: argparse.Namespace, settings: Settings, ui: Ui) -> int:
     ui.out.print(f"booster: {describe(config.train)}")
     for table in backtest_tables(report):
         print_table(ui.out, table)
+    if report.tuned():
+        print_table(ui.out, tuning_table(report))
     for line in feature_lines(report):
         ui.out.print(line)
     ui.out.print(f"report: {out}")

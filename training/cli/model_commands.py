@@ -16,7 +16,14 @@ import pandas as pd
 
 from stream_app.settings import Settings
 from stream_app.store import open_store
-from training.cli.options import TRAINING, add_training_options, cost_model, train_config
+from training.cli.options import (
+    TRAINING,
+    add_training_options,
+    add_tuning_options,
+    cost_model,
+    train_config,
+    tune_config,
+)
 from training.cli.output import Ui, gate_line, model_table, print_table, steps
 from training.dataset import SplitPlan, dataset_splits, load_lake, utc_timestamp
 from training.registry import PromotionPolicy, client_for, load_champion
@@ -75,6 +82,7 @@ def add_train_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     parser.add_argument("--export", type=Path, help="if promoted, also save the bundle here")
     add_training_options(parser)
+    add_tuning_options(parser, "inside the train split only", "--gap-days")
     parser.set_defaults(handler=train_from_lake)
 
 
@@ -128,6 +136,7 @@ def training_job(args: argparse.Namespace, settings: Settings) -> TrainingJob:
         config=train_config(args),
         policy=PromotionPolicy(margin=args.margin, champion_alias=settings.mlflow.champion_alias),
         costs=cost_model(args),
+        tune=tune_config(args, default_delay_days=args.gap_days),
     )
 
 

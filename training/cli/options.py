@@ -13,6 +13,7 @@ import argparse
 from stream_app.settings import TrainingSettings
 from training.evaluate import CostModel
 from training.train import TrainConfig
+from training.tuning import SEARCH_SPACE, TuneConfig
 
 # Every default below is read from the object it configures, never retyped: the training options
 # from TrainingSettings (so `train` by hand trains like a retrain on request), the costs from
@@ -20,6 +21,7 @@ from training.train import TrainConfig
 # tests/unit/test_training_cli.py checks they match.
 TRAINING = TrainingSettings()
 COSTS = CostModel()
+DEFAULT_TUNE_VALIDATION_DAYS = 2.0
 
 # The training options in --help order: flag, type (bool: a switch), default, help; the short
 # names keep the table at one row per option.
@@ -64,3 +66,39 @@ def cost_model(args: argparse.Namespace) -> CostModel:
         false_review=args.false_review_cost,
         false_block=args.false_block_cost,
     )
+
+
+def add_tuning_options(parser: argparse.ArgumentParser, where: str, delay_default: str) -> None:
+    """``--tune N`` and its settings: backtest searches per fold, train on its train split."""
+    tuning = parser.add_argument_group(
+        "tuning",
+        f"a seeded random search {where}: trials train on the first days and are scored "
+        "(average precision) on the last ones, after a label delay; searched: "
+        f"{', '.join(SEARCH_SPACE)}",
+    )
+    tuning.add_argument(
+        "--tune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N trials, the untuned booster first (default 0: no search)",
+    )
+    tuning.add_argument("--tune-seed", type=int, default=0, help="the search's seed (default 0)")
+    tuning.add_argument(
+        "--tune-validation-days",
+        type=float,
+        default=DEFAULT_TUNE_VALIDATION_DAYS,
+        help=f"last days each trial is scored on (default {DEFAULT_TUNE_VALIDATION_DAYS:g})",
+    )
+    tuning.add_argument(
+        "--tune-delay-days",
+        type=float,
+        help=f"days between the trials' train rows and the scored days (default {delay_default})",
+    )
+
+
+def tune_config(args: argparse.Namespace, default_delay_days: float) -> TuneConfig | None:
+    if not args.tune:
+        return None
+    delay = default_delay_days if args.tune_delay_days is None else args.tune_delay_days
+    return TuneConfig(args.tune, args.tune_validation_days, delay, args.tune_seed)

@@ -21,6 +21,7 @@ from stream_app.model import ModelBundle
 from training.backtest import BacktestReport
 from training.dataset import Splits
 from training.registry import PromotionPolicy, PublishResult
+from training.tuning import SEARCH_SPACE
 
 logger = logging.getLogger(__name__)
 # Wide enough for any table of ours: only the measured natural width is used, never this.
@@ -126,6 +127,23 @@ def backtest_tables(report: BacktestReport) -> tuple[Table, Table]:
     for key, value in report.summary().items():
         summary.add_row(names[key], f"{value['mean']:.4f}", f"{value['std']:.4f}")
     return folds, summary
+
+
+def tuning_table(report: BacktestReport) -> Table:
+    """Per fold: the search's best validation AP and the parameters it chose."""
+    table = Table(title="tuning (chosen per fold on its train days; AP on their last days)")
+    for column in ("fold", "validation AP", *SEARCH_SPACE):
+        table.add_column(column, justify="right", no_wrap=True)
+    for fold in report.folds:
+        if fold.tuning is None:
+            continue
+        chosen = fold.tuning.chosen
+        table.add_row(
+            str(fold.fold),
+            f"{fold.tuning.best_average_precision:.4f}",
+            *(f"{chosen[name]:g}" for name in SEARCH_SPACE),
+        )
+    return table
 
 
 def feature_lines(report: BacktestReport) -> list[str]:
