@@ -21,7 +21,8 @@ class FakeQueue:
 
 
 class FakeStream:
-    """Events arrive fetch by fetch; between two fetches the queue is empty."""
+    """Events arrive fetch by fetch; between two fetches the queue is empty for a while (the
+    next fetch is a broker round trip away)."""
 
     def __init__(self, fetches: list[list[str]]) -> None:
         self.fetches = fetches
@@ -34,7 +35,9 @@ class FakeStream:
         return self
 
     async def events(self) -> AsyncIterator[str]:
-        for fetch in self.fetches:
+        for index, fetch in enumerate(self.fetches):
+            if index:
+                await asyncio.sleep(0.01)
             self.queue.items.extend(fetch)
             while self.queue.items:
                 yield self.queue.items.popleft()
@@ -107,3 +110,56 @@ def test_a_fetch_handed_over_a_message_at_a_time_is_still_one_batch() -> None:
 
 def test_messages_further_apart_than_the_hand_over_turns_are_batches_of_their_own() -> None:
     assert fed_batches([["a", "b"]], turns=HAND_OVER_TURNS + 3) == [["a"], ["b"]]
+
+
+class StoppingStream:
+    """Faust's stream iterator gives the loop a turn before it takes a queued message; a stop
+    (or a partition revocation) landing in that turn empties the queue and suspends the flow,
+    and the iterator then waits for a resume that a stop never brings."""
+
+    def __init__(self, queued: list[str]) -> None:
+        self.queue = FakeQueue()
+        self.queue.items.extend(queued)
+        self.channel = self
+        self.resumed = asyncio.Event()  # never set: the worker is stopping
+
+    def noack(self) -> StoppingStream:
+        return self
+
+    async def events(self) -> AsyncIterator[str]:
+        yield self.queue.items.popleft()
+        await asyncio.sleep(0)
+        self.queue.items.clear()  # the stop, in the turn before the next message is taken
+        await self.resumed.wait()
+        yield "never"
+
+
+def test_a_stop_that_empties_the_queue_mid_batch_does_not_hold_the_batch() -> None:
+    # The events taken stay unacknowledged until their batch is scored, and Faust's stop
+    # waits for them: a batch held on the stream hung a stopping worker (until SIGKILL).
+    async def first_batch() -> list[str]:
+        batches = ready_batches(cast(Any, StoppingStream(["a", "b", "c"])), 1000)
+        try:
+            return cast(list[str], await asyncio.wait_for(anext(batches), timeout=5))
+        finally:
+            await batches.aclose()
+
+    assert asyncio.run(first_batch()) == ["a"]
+
+
+def test_the_stream_s_error_reaches_the_agent() -> None:
+    class BrokenStream(FakeStream):
+        async def events(self) -> AsyncIterator[str]:
+            yield "a"
+            raise RuntimeError("the stream broke")
+
+    async def collect() -> list[list[str]]:
+        stream = BrokenStream([])
+        return [cast(list[str], b) async for b in ready_batches(cast(Any, stream), 1000)]
+
+    try:
+        asyncio.run(collect())
+    except RuntimeError as error:
+        assert str(error) == "the stream broke"
+    else:
+        raise AssertionError("the stream's error was swallowed")
