@@ -21,10 +21,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -55,13 +53,6 @@ START_TIMEOUT = 180.0
 COUNT = 1200
 TOO_SMALL_FOR_A_VERDICT = 100  # bytes; a verdict with its features is several hundred
 NO_COMMIT = "committed=-1001"  # librdkafka's OFFSET_INVALID: the group never committed there
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    started = Workers(tmp_path)
-    yield started
-    started.stop_all()
 
 
 def set_max_message_bytes(bootstrap: str, topic: str, limit: int | None) -> None:

@@ -29,7 +29,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,23 +102,6 @@ DEFAULT_POLICY = CommitPolicy(batch_size=1000, commit_every=10_000)
 # Tighter commits, so that a short stream can tell the bound from "everything twice", and a
 # shorter session, so that the short tests do not wait a minute for the dead member to expire.
 TIGHT_POLICY = CommitPolicy(batch_size=250, commit_every=1000, session_timeout=10.0)
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    started = Workers(tmp_path)
-    yield started
-    started.stop_all()
-
-
-@pytest.fixture
-def measured(record_property: Callable[[str, object], None]) -> Iterator[dict[str, float]]:
-    """Numbers a test measured: logged (``-o log_cli=true``) and kept in the JUnit report."""
-    numbers: dict[str, float] = {}
-    yield numbers
-    for name, value in numbers.items():
-        record_property(name, value)
-    log.warning("measured %s", " ".join(f"{k}={v:g}" for k, v in numbers.items()))
 
 
 def started(worker: WorkerProcess) -> WorkerProcess:

@@ -17,7 +17,6 @@ import signal
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,22 +49,6 @@ WORKER = {"batch_size": "250", "session_timeout_seconds": "10"}
 FAUST_ENV = {"BROKER_COMMIT_EVERY": "1000", "BROKER_COMMIT_INTERVAL": "2.8"}
 # The store logs this when a partition it held as standby becomes active (bulk_recovery.py).
 TAKEN_FROM_STANDBY = "taken over from the standby copy"
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    started = Workers(tmp_path)
-    yield started
-    started.stop_all()
-
-
-@pytest.fixture
-def measured(record_property: Callable[[str, object], None]) -> Iterator[dict[str, float]]:
-    numbers: dict[str, float] = {}
-    yield numbers
-    for name, value in numbers.items():
-        record_property(name, value)
-    log.warning("measured %s", " ".join(f"{k}={v:g}" for k, v in numbers.items()))
 
 
 def assigned_partitions(worker: WorkerProcess) -> set[int]:
