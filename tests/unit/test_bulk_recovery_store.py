@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from faust.types import TP
@@ -221,16 +221,40 @@ def test_without_end_offsets_in_time_nothing_is_promised_and_faust_recovers(
     assert dict(table.data.data) == {}
 
 
-def test_a_standby_partition_keeps_its_keys_and_a_takeover_resumes_where_the_copy_is(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+class StandbySetup(NamedTuple):
+    """A bulk store holding partitions 0 and 1 active and partition 2 as standby; the assigned
+    sets are what Faust's assignor answers, and a test may change them."""
+
+    table: Any
+    store: BulkRecoveryStore
+    topic: str
+    tps: set[TP]
+    actives: set[TP]
+    standby: TP
+    assigned_actives: set[TP]
+    assigned_standbys: set[TP]
+
+
+def standby_setup(monkeypatch: pytest.MonkeyPatch) -> StandbySetup:
     monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
     table = new_table(new_app())
     store: BulkRecoveryStore = table.data
     topic, tps = changelog_tps(table)
     actives, standby = {TP(topic, 0), TP(topic, 1)}, TP(topic, 2)
     assigned_actives, assigned_standbys = set(actives), {standby}
-    assign(monkeypatch, store, assigned_actives, assigned_standbys)
+    monkeypatch.setattr(store.app.assignor, "assigned_actives", lambda: assigned_actives)
+    monkeypatch.setattr(store.app.assignor, "assigned_standbys", lambda: assigned_standbys)
+    return StandbySetup(
+        table, store, topic, tps, actives, standby, assigned_actives, assigned_standbys
+    )
+
+
+def test_a_standby_partition_keeps_its_keys_and_a_takeover_resumes_where_the_copy_is(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    table, store, topic, tps, actives, standby, assigned_actives, assigned_standbys = standby_setup(
+        monkeypatch
+    )
 
     async def scenario() -> None:
         await store.on_rebalance(tps, set(), tps)
@@ -259,23 +283,10 @@ def test_a_standby_partition_keeps_its_keys_and_a_takeover_resumes_where_the_cop
     asyncio.run(scenario())
 
 
-def assign(
-    monkeypatch: pytest.MonkeyPatch, store: BulkRecoveryStore, actives: set[TP], standbys: set[TP]
-) -> None:
-    """What Faust's assignor says this worker holds (the sets may change later in a test)."""
-    monkeypatch.setattr(store.app.assignor, "assigned_actives", lambda: actives)
-    monkeypatch.setattr(store.app.assignor, "assigned_standbys", lambda: standbys)
-
-
 def test_a_standby_copy_that_missed_an_offset_is_not_offered_then_read_again(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
-    table = new_table(new_app())
-    store: BulkRecoveryStore = table.data
-    topic, tps = changelog_tps(table)
-    actives, standby = {TP(topic, 0), TP(topic, 1)}, TP(topic, 2)
-    assign(monkeypatch, store, actives, {standby})
+    table, store, topic, tps, actives, standby, _, _ = standby_setup(monkeypatch)
 
     async def scenario() -> None:
         await store.on_rebalance(tps, set(), tps)
@@ -296,13 +307,7 @@ def test_a_standby_copy_that_missed_an_offset_is_not_offered_then_read_again(
 def test_a_standby_partition_given_up_forgets_its_offset_and_its_keys(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(changelog_read, "read_changelog", FakeReads(RECORDS))
-    table = new_table(new_app())
-    store: BulkRecoveryStore = table.data
-    topic, tps = changelog_tps(table)
-    actives, standby = {TP(topic, 0), TP(topic, 1)}, TP(topic, 2)
-    standbys = {standby}
-    assign(monkeypatch, store, actives, standbys)
+    _, store, _, tps, actives, standby, _, standbys = standby_setup(monkeypatch)
 
     async def scenario() -> None:
         await store.on_rebalance(tps, set(), tps)
