@@ -23,8 +23,9 @@ from typing import Any
 import pandas as pd
 
 from producers.simulator import SimulatorConfig, generate_history
-from training.backtest import BacktestConfig, read_labelled_file, run_backtest
+from training.backtest import BacktestConfig, run_backtest
 from training.dataset import SplitPlan, featurize, known_labels, split_by_time
+from training.labelled_file import read_labelled_file
 from training.train import TrainConfig, train_model
 
 TRAINING_GOAL_SECONDS = 120.0

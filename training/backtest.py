@@ -51,8 +51,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from stream_app.features import FEATURE_NAMES
-from training.dataset import LABELED_AT, TARGET, Split, featurize
+from training.dataset import TARGET, Split, featurize, labelled_slice, rows_between
 from training.evaluate import (
     DEFAULT_TOP_K,
     average_precision,
@@ -66,7 +65,7 @@ from training.feature_subsets import (
     in_feature_order,
     kept_features,
 )
-from training.labelled_file import ID_COLUMNS, normalise
+from training.labelled_file import delayed_labels, normalise
 from training.train import TrainConfig, fit_booster, predict
 from training.tuning import TuneConfig, TuningResult, tune_on_training_days
 
@@ -125,36 +124,6 @@ class BacktestConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# Input
-
-
-def read_labelled_file(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file of labelled transactions, normalised (see ``normalise``)."""
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    if ".parquet" in suffixes or ".pq" in suffixes:
-        frame = pd.read_parquet(path)
-    elif ".csv" in suffixes:
-        frame = pd.read_csv(path, dtype=dict.fromkeys(ID_COLUMNS, "string"))
-    else:
-        raise ValueError(f"{path.name}: expected a .csv or .parquet file")
-    return normalise(frame)
-
-
-def delayed_labels(frame: pd.DataFrame, delay_days: int) -> pd.DataFrame:
-    """One label per transaction, arriving ``delay_days`` after it (the backtest's assumption)."""
-    return pd.DataFrame(
-        {
-            "transaction_id": frame["transaction_id"],
-            TARGET: frame[TARGET],
-            LABELED_AT: frame["timestamp"] + pd.Timedelta(days=delay_days),
-            "source": "backtest",
-            "customer_id": frame["customer_id"],
-            "merchant_id": frame["merchant_id"],
-        }
-    )
-
-
-# ---------------------------------------------------------------------------------------------
 # Folds
 
 
@@ -193,21 +162,6 @@ def fold_windows(timestamps: pd.Series, config: BacktestConfig) -> list[FoldWind
     return windows
 
 
-def _between(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    return frame[(frame["timestamp"] >= start) & (frame["timestamp"] < end)]
-
-
-def _split(
-    frame: pd.DataFrame,
-    name: str,
-    start: pd.Timestamp,
-    end: pd.Timestamp,
-    features: tuple[str, ...] = FEATURE_NAMES,
-) -> Split:
-    rows = _between(frame, start, end).reset_index(drop=True)
-    return Split(name, rows, features, start, end, end)
-
-
 def fold_test_rows(frame: pd.DataFrame, window: FoldWindow) -> tuple[pd.DataFrame, int]:
     """Every test-period row, with ``kept`` False where the fold's rule drops its customer.
 
@@ -224,7 +178,7 @@ def fold_test_rows(frame: pd.DataFrame, window: FoldWindow) -> tuple[pd.DataFram
     days, removed = [], 0
     for offset in range(config.test_days):
         day = window.test_start + offset * DAY
-        rows = _between(frame, day, day + DAY)
+        rows = rows_between(frame, day, day + DAY)
         if config.exclude_known == "none":
             drop = pd.Series(False, index=rows.index)
         else:
@@ -274,14 +228,14 @@ def run_fold(featurized: pd.DataFrame, window: FoldWindow) -> tuple[FoldResult, 
     """
     started = time.perf_counter()
     config = window.config
-    train = _split(featurized, "train", window.train_start, window.validation_start)
+    train = labelled_slice(featurized, "train", window.train_start, window.validation_start)
     constant = constant_features(train.frame)
     dropped = fold_dropped_features(config, constant)
     features = kept_features(dropped)
     train = replace(train, feature_names=features)
     validation = None
     if config.validation_days:
-        validation = _split(
+        validation = labelled_slice(
             featurized, "validation", window.validation_start, window.train_end, features
         )
     tuning = fold_tuning(featurized, window, features)
@@ -342,7 +296,7 @@ def fold_tuning(
     if config.tune is None:
         return None
     period = (window.train_start, window.train_end)
-    rows = _between(featurized, *period)
+    rows = rows_between(featurized, *period)
     return tune_on_training_days(rows, features, period, config.train, config.tune)
 
 

@@ -131,6 +131,24 @@ class Split:
         return self.frame[TARGET].to_numpy(dtype=np.int8)
 
 
+def rows_between(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The rows with ``start <= timestamp < end``."""
+    return frame[(frame["timestamp"] >= start) & (frame["timestamp"] < end)]
+
+
+def labelled_slice(
+    frame: pd.DataFrame,
+    name: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    features: tuple[str, ...] = FEATURE_NAMES,
+) -> Split:
+    """The rows of ``[start, end)`` of a frame whose rows already carry their target (the
+    backtest's and the tuning search's), as a split with its labels taken at its end."""
+    rows = rows_between(frame, start, end).reset_index(drop=True)
+    return Split(name, rows, features, start, end, end)
+
+
 @dataclass(frozen=True)
 class Splits:
     train: Split

@@ -7,9 +7,11 @@ then constant and carry no signal (the backtest lists them: ``training.feature_s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
-from training.dataset import TARGET
+from training.dataset import LABELED_AT, TARGET
 
 REQUIRED_COLUMNS = ("transaction_id", "timestamp", "customer_id", "merchant_id", "amount", TARGET)
 OPTIONAL_DEFAULTS = {
@@ -54,3 +56,29 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
         **{TARGET: _as_bool(filled[TARGET])},
     )
     return typed.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+def read_labelled_file(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file of labelled transactions, normalised (see ``normalise``)."""
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if ".parquet" in suffixes or ".pq" in suffixes:
+        frame = pd.read_parquet(path)
+    elif ".csv" in suffixes:
+        frame = pd.read_csv(path, dtype=dict.fromkeys(ID_COLUMNS, "string"))
+    else:
+        raise ValueError(f"{path.name}: expected a .csv or .parquet file")
+    return normalise(frame)
+
+
+def delayed_labels(frame: pd.DataFrame, delay_days: int) -> pd.DataFrame:
+    """One label per transaction, arriving ``delay_days`` after it (the backtest's assumption)."""
+    return pd.DataFrame(
+        {
+            "transaction_id": frame["transaction_id"],
+            TARGET: frame[TARGET],
+            LABELED_AT: frame["timestamp"] + pd.Timedelta(days=delay_days),
+            "source": "backtest",
+            "customer_id": frame["customer_id"],
+            "merchant_id": frame["merchant_id"],
+        }
+    )

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from training.dataset import TARGET, Split
+from training.dataset import TARGET, Split, labelled_slice
 from training.evaluate import average_precision
 from training.train import TrainConfig, fit_booster, predict
 
@@ -129,17 +129,6 @@ def candidates(base: TrainConfig, trials: int, seed: int) -> list[dict[str, floa
     return [{name: getattr(base, name) for name in SEARCH_SPACE}, *drawn]
 
 
-def _slice(
-    rows: pd.DataFrame,
-    name: str,
-    start: pd.Timestamp,
-    end: pd.Timestamp,
-    features: tuple[str, ...],
-) -> Split:
-    inside = rows[(rows["timestamp"] >= start) & (rows["timestamp"] < end)]
-    return Split(name, inside.reset_index(drop=True), features, start, end, end)
-
-
 def inner_splits(
     rows: pd.DataFrame,
     features: tuple[str, ...],
@@ -157,8 +146,8 @@ def inner_splits(
         raise ValueError("the search was handed rows outside the training days")
     validation_start = end - pd.Timedelta(days=tune.validation_days)
     inner_end = validation_start - pd.Timedelta(days=tune.delay_days)
-    inner = _slice(rows, "inner-train", start, inner_end, features)
-    validation = _slice(rows, "tuning-validation", validation_start, end, features)
+    inner = labelled_slice(rows, "inner-train", start, inner_end, features)
+    validation = labelled_slice(rows, "tuning-validation", validation_start, end, features)
     for split in (inner, validation):
         frauds = int(split.frame[TARGET].sum())
         if not 0 < frauds < split.rows:

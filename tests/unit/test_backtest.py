@@ -12,13 +12,11 @@ import pytest
 
 from tests.training_data import SMALL, day, labelled_file
 from training.backtest import (
-    delayed_labels,
     evaluation_rows,
     fold_windows,
-    read_labelled_file,
     run_backtest,
 )
-from training.labelled_file import normalise
+from training.labelled_file import delayed_labels, normalise, read_labelled_file
 
 
 def test_folds_are_anchored_at_the_end_and_step_back() -> None:

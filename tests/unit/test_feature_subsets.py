@@ -22,7 +22,6 @@ from stream_app.features import FEATURE_NAMES, MISSING
 from tests.training_data import SMALL, labelled_file
 from training.backtest import (
     BacktestConfig,
-    delayed_labels,
     fold_windows,
     run_backtest,
     run_fold,
@@ -36,7 +35,12 @@ from training.feature_subsets import (
     every_and_any,
     family_features,
 )
-from training.labelled_file import OPTIONAL_DEFAULTS, REQUIRED_COLUMNS, normalise
+from training.labelled_file import (
+    OPTIONAL_DEFAULTS,
+    REQUIRED_COLUMNS,
+    delayed_labels,
+    normalise,
+)
 
 # Features of the fields a required-columns file lacks, and why each is constant there:
 # - merchant_category / transaction_type are filled with one default each, so their codes are

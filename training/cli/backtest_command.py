@@ -13,7 +13,6 @@ from stream_app.settings import Settings
 from training.backtest import (
     EXCLUDE_RULES,
     BacktestConfig,
-    read_labelled_file,
     run_backtest,
 )
 from training.cli.options import add_tuning_options, tune_config
@@ -27,6 +26,7 @@ from training.cli.output import (
 )
 from training.feature_subsets import FEATURE_FAMILIES, family_features, in_feature_order
 from training.hyperparams import INT_KEYS, describe, merged_train_config
+from training.labelled_file import read_labelled_file
 from training.train import TrainConfig
 
 # The options' defaults are the BacktestConfig's (tests/unit/test_training_cli.py checks them).
