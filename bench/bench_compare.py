@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import benchkit
+import machine_info
 import numpy as np
 from bench_goals import COMPARE_GOALS, goals, report
 from benchkit import Message
@@ -223,7 +224,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     worker["latency"] = served.pop("stream")
     return {
-        "machine": benchkit.machine(),
+        "machine": machine_info.machine(),
         "model": str(args.model),
         "settings": {k: str(v) for k, v in vars(args).items()},
         "limit": limit,

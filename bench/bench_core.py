@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import benchkit
+import machine_info
 import numpy as np
 
 from stream_app.metrics import create_worker_metrics
@@ -207,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "core_share_of_booster_cpu": max(cpu_rates["core"]) / max(cpu_rates["booster"]),
         "goals": {"core_rows_per_s": best["core"]},
         "goal_met": {"core_rows_per_s": best["core"] >= GOAL_ROWS_PER_S},
-        "machine": benchkit.machine(),
+        "machine": machine_info.machine(),
     }
     if args.profile:
         result["profile"] = profile(args.model, records(messages), args.profile)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import benchkit
+import machine_info
 from bench_features import customer_histories
 from bench_goals import MEMORY_GOALS, goals, report
 from confluent_kafka import Producer
@@ -127,7 +128,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 shutil.copyfile(Path(tmp) / "worker.log", args.worker_log)
             benchkit.delete_topics([*topics.all(), changelog])
     return {
-        "machine": benchkit.machine(),
+        "machine": machine_info.machine(),
         "customers": args.customers,
         "changelog_mib": written / 2**20,
         "mean_state_bytes": sum(len(v) for v in values) / len(values),

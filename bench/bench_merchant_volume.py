@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import benchkit
+import machine_info
 from bench_compare import throughput_leg
 
 SETTING = "FRAUDSTREAM_WORKER__MERCHANT_VOLUME_ALL_PARTITIONS"
@@ -41,7 +42,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "machine": benchkit.machine(),
+                "machine": machine_info.machine(),
                 "transactions": args.transactions,
                 "tx_per_s": rates,
                 "median": {name: statistics.median(values) for name, values in rates.items()},

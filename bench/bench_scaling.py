@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import benchkit
+import machine_info
 from benchkit import Message
 
 PARTITIONS = 6
@@ -153,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         one = scaling_leg(1, args.model, messages, args.port, workdir)
         two = scaling_leg(2, args.model, messages, args.port + 10, workdir)
     result = {
-        "machine": benchkit.machine(),
+        "machine": machine_info.machine(),
         "one_worker": one,
         "two_workers": two,
         "ratio_two_to_one": two["tx_per_s"] / one["tx_per_s"],
