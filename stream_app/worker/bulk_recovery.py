@@ -134,9 +134,9 @@ class BulkRecoveryStore(memory.Store[Any, Any]):
         """Faust's recovery (or standby reading) applying changelog messages: keys after a
         pending read's ends are noted, offsets of standby partitions remembered, then applied."""
         batch = list(batch)
-        for event in batch:
-            message = event.message
-            for read in self._pending:
+        for read in self._pending:  # usually none: the walk is only for reads still pending
+            for event in batch:
+                message = event.message
                 if message.topic == read.topic and message.partition in read.image.ends:
                     read.touched.add(to_key(event.key))
         super().apply_changelog_batch(batch, to_key, to_value)
