@@ -61,7 +61,9 @@ def assigned_partitions(worker: WorkerProcess) -> set[int]:
 
 
 def customer_partitions(bootstrap: str, topic: str, partitions: int = 3) -> dict[str, int]:
-    """Which transactions partition each customer's transactions went to (read back, keyed)."""
+    """Which transactions partition each customer's transactions went to, read back: the fault
+    tests' producer keeps librdkafka's own partitioner, so predict_routing.partition_for (the
+    Java client's murmur2) would not say."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
