@@ -149,11 +149,11 @@ class WorkerSettings(Section):
     """How long the group waits for a silent worker (one killed with SIGKILL) before its
     partitions go to the others, or to its restart: the floor of recovery after a crash.
     Faust's own default is 60 s; heartbeats are sent every fifth of this."""
-    standby_replicas: int = Field(default=0, ge=0)
+    standby_replicas: int = Field(default=1, ge=0)
     """Standby copies of each customer-state partition kept by other workers, so a takeover
     reads only what the copy had not applied yet (docs/faults.md, "Standby replicas"), at the
-    memory of a second copy. 0 by default until the fault set and the chaos soak have been run
-    with it: the takeover test passes with 1, but at its state size a takeover was no faster."""
+    memory of a second copy: with two workers and 1, each worker holds every customer. 0 turns
+    them off (a worker alone has no standbys whatever this says)."""
     model_path: Path = Path(".local/models/champion")
     """Model folder (model.ubj + metadata.json) loaded at start."""
     review_threshold: float | None = Field(default=None, ge=0, le=1)
