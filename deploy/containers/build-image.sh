@@ -19,14 +19,6 @@ BUILD_ARGS=()
 
 log() { printf 'build-image.sh: %s\n' "$*" >&2; }
 
-# Docker Hub answers /v2/ with 401 (or 200) when it is reachable at all.
-registry_reachable() {
-    command -v curl >/dev/null || return 1
-    local code
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 https://registry-1.docker.io/v2/ || true)
-    [[ $code == 401 || $code == 200 ]]
-}
-
 # Appends to BUILD_ARGS the base image to build on (building the local one first if needed).
 add_base_image_arg() {
     if [[ -n ${BASE_IMAGE:-} ]]; then
