@@ -72,6 +72,10 @@ image: engine ## build deploy/Dockerfile as fraudstream:local (docs/containers.m
 broker-image: engine ## the project's Kafka broker (Maven jars, JRE 17) as localhost/fraudstream-kafka:local
 	bash deploy/containers/broker-image.sh
 
+podman-service: engine ## podman's Docker-compatible API on .local/podman/podman.sock (testcontainers; docs/containers.md)
+	bash deploy/containers/podman-service.sh start
+	@bash deploy/containers/podman-service.sh env
+
 test: venv up prometheus tools image ## run every test (unit and integration, on the real broker)
 	$(BIN)/pytest
 

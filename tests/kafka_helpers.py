@@ -10,11 +10,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_app.settings import TopicNames
+from tests.processes import free_port
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,13 @@ LOCAL_BOOTSTRAP = "127.0.0.1:9092"
 TEST_BOOTSTRAP_ENV = "FRAUDSTREAM_TEST_BOOTSTRAP"
 
 
+BROKER_IMAGE = "localhost/fraudstream-kafka:local"  # make broker-image
+BROKER_START_TIMEOUT = 120.0  # seconds; a loaded 2-core machine starts the JVM slowly
+BrokerSource = Literal["configured", "container", "local"]
+
+
 def docker_engine_reachable() -> bool:
-    """True when a Docker engine answers; then testcontainers can start the broker."""
+    """True when a Docker API answers: a Docker engine, or podman's (DOCKER_HOST)."""
     try:
         import docker
 
@@ -34,6 +41,35 @@ def docker_engine_reachable() -> bool:
     except Exception:  # any failure means "no usable engine", whatever the client raised
         return False
     return True
+
+
+def broker_image_present(image: str = BROKER_IMAGE) -> bool:
+    """True when the engine behind the Docker API holds the project's broker image."""
+    try:
+        import docker
+
+        docker.from_env(timeout=3).images.get(image)
+    except Exception:  # not found, or the engine went away: either way, not usable
+        return False
+    return True
+
+
+def pick_broker(
+    configured: str | None,
+    engine_answers: Callable[[], bool],
+    image_present: Callable[[], bool],
+) -> BrokerSource:
+    """Which broker a test session uses; the checks are callables, so each runs only if needed.
+
+    An address in FRAUDSTREAM_TEST_BOOTSTRAP wins; else the broker image through testcontainers
+    when a Docker API answers and holds it (podman's: deploy/containers/podman-service.sh); else
+    the project's own broker from deploy/kafka.
+    """
+    if configured:
+        return "configured"
+    if engine_answers() and image_present():
+        return "container"
+    return "local"
 
 
 def broker_answers(bootstrap: str, timeout: float = 5.0) -> bool:
@@ -51,25 +87,47 @@ def start_local_broker() -> str:
 
 
 @contextmanager
-def testcontainers_broker() -> Iterator[str]:
-    from testcontainers.community.kafka import KafkaContainer
+def container_broker(
+    image: str = BROKER_IMAGE, start_timeout: float = BROKER_START_TIMEOUT
+) -> Iterator[str]:
+    """The broker image in a container started by testcontainers; removed on the way out.
 
-    with KafkaContainer().with_kraft() as container:
-        yield container.get_bootstrap_server()
+    A Kafka client connects to the address the broker advertises, so the host port is chosen
+    first (a free one on 127.0.0.1) and advertised, rather than left to the engine. Ryuk,
+    testcontainers' reaper, is off (its image cannot be pulled here): the finally clause removes
+    the container. Ready means a client gets metadata, not a log line; then the project's topics
+    are created, as deploy/kafka/broker.sh start does.
+    """
+    from testcontainers.core.config import testcontainers_config
+    from testcontainers.core.container import DockerContainer
+
+    testcontainers_config.ryuk_disabled = True
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    container = DockerContainer(image).with_env(
+        "KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://{bootstrap}"
+    )
+    # Published on 127.0.0.1 only; with_bind_ports would publish on every address.
+    container.ports = cast(dict[str, int | None], {"9092/tcp": ("127.0.0.1", port)})
+    container.start()
+    try:
+        wait_until(lambda: broker_answers(bootstrap, 2.0), start_timeout, f"broker on {bootstrap}")
+        create_topics(bootstrap, TopicNames())
+        yield bootstrap
+    finally:
+        container.stop()
 
 
 @contextmanager
 def session_broker() -> Iterator[str]:
-    """The broker for a test session.
-
-    An explicitly configured address wins; else testcontainers when a Docker engine is
-    reachable; else the local Apache Kafka broker from deploy/kafka (started if needed).
-    """
+    """The broker for a test session, as pick_broker chooses it."""
     configured = os.environ.get(TEST_BOOTSTRAP_ENV)
+    source = pick_broker(configured, docker_engine_reachable, broker_image_present)
+    log.info("test broker: %s", source)
     if configured:
         yield configured
-    elif docker_engine_reachable():
-        with testcontainers_broker() as bootstrap:
+    elif source == "container":
+        with container_broker() as bootstrap:
             yield bootstrap
     else:
         yield LOCAL_BOOTSTRAP if broker_answers(LOCAL_BOOTSTRAP) else start_local_broker()
