@@ -11,7 +11,7 @@ MODEL_DIR ?= .local/models/champion
 DURATION ?= 180
 RATE ?= 200
 
-.PHONY: help venv up down status model demo test chaos test-unit lint format bench lock clean prometheus check-config tools s3-up engine base-image image
+.PHONY: help venv up down status model demo test chaos test-unit lint format bench lock clean prometheus check-config tools s3-up engine base-image image prometheus-image
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ base-image: engine ## the local python 3.11 bookworm base (debootstrap), for mac
 
 image: engine ## build deploy/Dockerfile as fraudstream:local (docs/containers.md)
 	bash deploy/containers/build-image.sh
+
+prometheus-image: engine ## Prometheus from Debian's package as fraudstream-prometheus:local, for compose.local.yaml
+	bash deploy/containers/build-prometheus-image.sh
 
 test: venv up prometheus tools image ## run every test (unit and integration, on the real broker)
 	$(BIN)/pytest
