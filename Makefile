@@ -72,7 +72,7 @@ image: engine ## build deploy/Dockerfile as fraudstream:local (docs/containers.m
 prometheus-image: engine ## Prometheus from Debian's package as fraudstream-prometheus:local, for compose.local.yaml
 	bash deploy/containers/build-prometheus-image.sh
 
-test: venv up prometheus tools image ## run every test (unit and integration, on the real broker)
+test: venv up prometheus tools image prometheus-image ## run every test (unit and integration, on the real broker)
 	$(BIN)/pytest
 
 chaos: venv ## the chaos soak: 100,000 transactions, 32 seeded faults, its own broker on 19292 (~10 min; docs/faults.md)
