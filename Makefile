@@ -11,7 +11,7 @@ MODEL_DIR ?= .local/models/champion
 DURATION ?= 180
 RATE ?= 200
 
-.PHONY: help venv up down status model demo test chaos test-unit lint format bench lock clean prometheus check-config tools s3-up engine base-image image broker-image podman-service
+.PHONY: help venv up down status model demo test chaos test-unit lint format bench lock clean prometheus check-config tools s3-up engine base-image image broker-image podman-service prometheus-image
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -72,11 +72,14 @@ image: engine ## build deploy/Dockerfile as fraudstream:local (docs/containers.m
 broker-image: engine ## the project's Kafka broker (Maven jars, JRE 17) as localhost/fraudstream-kafka:local
 	bash deploy/containers/broker-image.sh
 
+prometheus-image: engine ## Prometheus from Debian's package as fraudstream-prometheus:local, for compose.local.yaml
+	bash deploy/containers/build-prometheus-image.sh
+
 podman-service: engine ## podman's Docker-compatible API on .local/podman/podman.sock (testcontainers; docs/containers.md)
 	bash deploy/containers/podman-service.sh start
 	@bash deploy/containers/podman-service.sh env
 
-test: venv up prometheus tools image ## run every test (unit and integration, on the real broker)
+test: venv up prometheus tools image broker-image prometheus-image ## run every test (unit and integration, on the real broker)
 	$(BIN)/pytest
 
 chaos: venv ## the chaos soak: 100,000 transactions, 32 seeded faults, its own broker on 19292 (~10 min; docs/faults.md)
