@@ -15,7 +15,6 @@ runs them here) or exits. docs/containers.md records this.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import urllib.request
@@ -27,10 +26,10 @@ from functools import partial
 import pytest
 
 from stream_app.schemas import Verdict
+from tests.engines import engine_env, run_engine, why_engine_cannot_run
 from tests.kafka_helpers import REPO_ROOT, consume_all, wait_until
 from tests.processes import free_port
 
-CONTAINERS = REPO_ROOT / "deploy" / "containers"
 PODMAN_COMPOSE = REPO_ROOT / ".venv" / "bin" / "podman-compose"
 IMAGES = {
     "localhost/fraudstream:local": "make image",
@@ -48,23 +47,14 @@ STAGES: list[tuple[list[str], str]] = [
 WAIT_SECONDS = {HEALTHY: 240.0, EXITED: 600.0}
 
 
-def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS / "containers.conf"), **extra}
-
-
 def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["podman", *args], env=_env(), capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return run_engine("podman", *args, timeout=timeout)
 
 
 def _why_not_runnable() -> str | None:
-    try:
-        info = podman("info", timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"podman cannot run here ({error}; make engine installs it)"
-    if info.returncode != 0:
-        return f"podman cannot run containers here: {info.stderr.strip()[-300:]}"
+    reason = why_engine_cannot_run("podman")
+    if reason:
+        return reason
     missing = [
         f"{image} ({make})"
         for image, make in IMAGES.items()
@@ -114,7 +104,7 @@ def stack() -> Iterator[Stack]:
     if reason:
         pytest.skip(reason)
     ports = {name: str(free_port()) for name in ["KAFKA", "MLFLOW", "WORKER", "PROMETHEUS"]}
-    env = _env(**{f"STACK_{name}_PORT": port for name, port in ports.items()})
+    env = engine_env(**{f"STACK_{name}_PORT": port for name, port in ports.items()})
     project = f"fstest{uuid.uuid4().hex[:8]}"
     up = Stack(
         project, f"127.0.0.1:{ports['KAFKA']}", f"http://127.0.0.1:{ports['PROMETHEUS']}", env

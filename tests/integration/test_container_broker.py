@@ -18,28 +18,17 @@ import docker
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from tests.engines import CONTAINERS, engine_env, why_engine_cannot_run
 from tests.integration.worker_helpers import produce
 from tests.kafka_helpers import (
     BROKER_IMAGE,
-    REPO_ROOT,
     broker_image_present,
     consume_all,
     container_broker,
     docker_engine_reachable,
 )
 
-CONTAINERS = REPO_ROOT / "deploy" / "containers"
-ENGINE_ENV = {**os.environ, "CONTAINERS_CONF": str(CONTAINERS / "containers.conf")}
-
-
-def _podman_cannot_run() -> str | None:
-    """None when podman runs containers here, else why not."""
-    if shutil.which("podman") is None:
-        return "podman is not installed (make engine)"
-    probe = subprocess.run(
-        ["podman", "info"], env=ENGINE_ENV, capture_output=True, text=True, check=False
-    )
-    return None if probe.returncode == 0 else f"podman cannot run here: {probe.stderr[-300:]}"
+ENGINE_ENV = engine_env()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +37,7 @@ def docker_api() -> Iterator[None]:
     if docker_engine_reachable():
         started = None
     else:
-        reason = _podman_cannot_run()
+        reason = why_engine_cannot_run("podman")
         if reason:
             pytest.skip(reason)
         # A short path: a unix socket's path is limited to 108 bytes.

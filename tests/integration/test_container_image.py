@@ -21,19 +21,15 @@ import pytest
 
 from stream_app.schemas import Verdict
 from stream_app.settings import TopicNames
+from tests.engines import CONTAINERS, engine_env, run_engine, why_engine_cannot_run
 from tests.factories import simulated_transactions
 from tests.integration.worker_helpers import produce
-from tests.kafka_helpers import REPO_ROOT, consume_all, wait_until
+from tests.kafka_helpers import consume_all, wait_until
 from tests.processes import free_port
 from tests.workers import settings_env
 
-CONTAINERS = REPO_ROOT / "deploy" / "containers"
 IMAGE = os.environ.get("FRAUDSTREAM_TEST_IMAGE", "fraudstream:local")
 IMAGE_USER_ID = "10001"
-
-
-def _engine_env() -> dict[str, str]:
-    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS / "containers.conf")}
 
 
 def _engine_name() -> str:
@@ -42,49 +38,20 @@ def _engine_name() -> str:
     ).stdout.strip()
 
 
-def _runs_containers(engine: str) -> str | None:
-    """None when ``engine`` can run a container here, else why not."""
-    try:
-        probe = subprocess.run(
-            [engine, "info"],
-            check=False,
-            env=_engine_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"no container engine: {engine} info failed ({error})"
-    if probe.returncode != 0:
-        return f"{engine} cannot run containers here: {probe.stderr.strip()[-300:]}"
-    return None
-
-
 @pytest.fixture(scope="module")
 def engine() -> str:
     name = _engine_name()
-    reason = _runs_containers(name)
+    reason = why_engine_cannot_run(name)
     if reason:
-        pytest.skip(f"{reason} (make engine installs podman)")
+        pytest.skip(reason)
     has_image = subprocess.run(
-        [name, "image", "inspect", IMAGE], env=_engine_env(), capture_output=True, check=False
+        [name, "image", "inspect", IMAGE], env=engine_env(), capture_output=True, check=False
     )
     if has_image.returncode != 0:  # `make test` builds it first; a direct pytest run may not have
         subprocess.run(
-            ["bash", str(CONTAINERS / "build-image.sh"), IMAGE], env=_engine_env(), check=True
+            ["bash", str(CONTAINERS / "build-image.sh"), IMAGE], env=engine_env(), check=True
         )
     return name
-
-
-def run(engine: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [engine, *args],
-        check=False,
-        env=_engine_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def run_in_image(
@@ -96,7 +63,7 @@ def run_in_image(
         options += ["-e", f"{key}={value}"]
     for mount in mounts:
         options += ["-v", mount]
-    return run(engine, *options, IMAGE, *command)
+    return run_engine(engine, *options, IMAGE, *command)
 
 
 def fraudstream_env(bootstrap: str, topics: TopicNames, **worker: str) -> dict[str, str]:
@@ -130,21 +97,23 @@ def worker_container(
     options = ["run", "-d", "--name", name, "--network=host"]
     for key, value in env.items():
         options += ["-e", f"{key}={value}"]
-    started = run(engine, *options, "-v", f"{trained_model_dir}:/models/champion:ro", IMAGE)
+    started = run_engine(engine, *options, "-v", f"{trained_model_dir}:/models/champion:ro", IMAGE)
     assert started.returncode == 0, started.stderr
     yield name, port
-    logs = run(engine, "logs", "--tail", "30", name).stdout
-    run(engine, "rm", "-f", "-t", "5", name)
+    logs = run_engine(engine, "logs", "--tail", "30", name).stdout
+    run_engine(engine, "rm", "-f", "-t", "5", name)
     print(logs)  # noqa: T201  # shown by pytest only when the test failed
 
 
 def healthy(engine: str, name: str) -> bool:
     """The image's own HEALTHCHECK, run now (podman runs it on demand; docker on its timer)."""
-    running = run(engine, "inspect", "--format", "{{.State.Running}}", name)
-    assert running.stdout.strip() == "true", f"worker container exited: {run(engine, 'logs', name)}"
+    running = run_engine(engine, "inspect", "--format", "{{.State.Running}}", name)
+    assert running.stdout.strip() == "true", (
+        f"worker container exited: {run_engine(engine, 'logs', name)}"
+    )
     if engine == "podman":
-        return run(engine, "healthcheck", "run", name, timeout=60).returncode == 0
-    status = run(engine, "inspect", "--format", "{{.State.Health.Status}}", name)
+        return run_engine(engine, "healthcheck", "run", name, timeout=60).returncode == 0
+    status = run_engine(engine, "inspect", "--format", "{{.State.Health.Status}}", name)
     return status.stdout.strip() == "healthy"
 
 
@@ -194,12 +163,14 @@ def test_the_worker_container_runs_as_the_non_root_user(
 ) -> None:
     name, _ = worker_container
     wait_until(
-        lambda: run(engine, "exec", name, "true").returncode == 0, timeout=60, what="exec works"
+        lambda: run_engine(engine, "exec", name, "true").returncode == 0,
+        timeout=60,
+        what="exec works",
     )
-    user = run(engine, "exec", name, "id", "-u")
+    user = run_engine(engine, "exec", name, "id", "-u")
     assert user.stdout.strip() == IMAGE_USER_ID
     # the worker process itself (PID 1 of the container) runs as that user too
-    status = run(engine, "exec", name, "cat", "/proc/1/status").stdout
+    status = run_engine(engine, "exec", name, "cat", "/proc/1/status").stdout
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     assert uid_line.split()[1:3] == [IMAGE_USER_ID, IMAGE_USER_ID]
 
@@ -208,7 +179,7 @@ def test_the_healthcheck_fails_while_the_worker_cannot_serve(engine: str) -> Non
     """The check is not a constant: with no worker serving, it fails."""
     name = f"fraudstream-test-{uuid.uuid4().hex[:8]}"
     port = str(free_port())
-    started = run(
+    started = run_engine(
         engine,
         *("run", "-d", "--name", name, "--network=host"),
         *("-e", f"FRAUDSTREAM_WORKER__WEB_PORT={port}", IMAGE, "sleep", "120"),
@@ -216,12 +187,14 @@ def test_the_healthcheck_fails_while_the_worker_cannot_serve(engine: str) -> Non
     assert started.returncode == 0, started.stderr
     try:
         if engine == "podman":
-            assert run(engine, "healthcheck", "run", name, timeout=60).returncode != 0
+            assert run_engine(engine, "healthcheck", "run", name, timeout=60).returncode != 0
         else:
-            inspected = run(engine, "inspect", "--format", "{{json .Config.Healthcheck}}", name)
+            inspected = run_engine(
+                engine, "inspect", "--format", "{{json .Config.Healthcheck}}", name
+            )
             assert "/health" in inspected.stdout
     finally:
-        run(engine, "rm", "-f", "-t", "0", name)
+        run_engine(engine, "rm", "-f", "-t", "0", name)
 
 
 @pytest.mark.parametrize(
