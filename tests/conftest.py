@@ -53,9 +53,20 @@ def layer_of(path: Path) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    with session_broker() as bootstrap:
+def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
+    with session_broker() as (source, bootstrap):
+        show_on_terminal(request.config, f"test broker: {source}, {bootstrap}")
         yield bootstrap
+
+
+def show_on_terminal(config: pytest.Config, line: str) -> None:
+    """A line on the terminal even while output is captured: a CI log must show which path ran."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
 
 
 @pytest.fixture

@@ -119,18 +119,17 @@ def container_broker(
 
 
 @contextmanager
-def session_broker() -> Iterator[str]:
-    """The broker for a test session, as pick_broker chooses it."""
+def session_broker() -> Iterator[tuple[BrokerSource, str]]:
+    """The broker for a test session, as pick_broker chooses it: (where it comes from, address)."""
     configured = os.environ.get(TEST_BOOTSTRAP_ENV)
     source = pick_broker(configured, docker_engine_reachable, broker_image_present)
-    log.info("test broker: %s", source)
     if configured:
-        yield configured
+        yield source, configured
     elif source == "container":
         with container_broker() as bootstrap:
-            yield bootstrap
+            yield source, bootstrap
     else:
-        yield LOCAL_BOOTSTRAP if broker_answers(LOCAL_BOOTSTRAP) else start_local_broker()
+        yield source, LOCAL_BOOTSTRAP if broker_answers(LOCAL_BOOTSTRAP) else start_local_broker()
 
 
 def unique_topics(prefix: str) -> TopicNames:
