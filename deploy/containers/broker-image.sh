@@ -16,7 +16,6 @@ REPO_ROOT=$(cd "$CONTAINERS_DIR/../.." && pwd)
 IMAGE=${1:-localhost/fraudstream-kafka:local}
 LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-localhost/fraudstream-base:bookworm}
 KAFKA_LIBS=${KAFKA_LIBS:-$REPO_ROOT/.local/kafka/libs}
-HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
 log() { printf 'broker-image.sh: %s\n' "$*" >&2; }
 
@@ -43,11 +42,9 @@ main() {
     cp -a "$CONTAINERS_DIR/kafka/." "$context/"
     mkdir "$context/libs"
     cp -L "$KAFKA_LIBS"/*.jar "$context/libs/"
-    local args=(--network=host "--build-arg=BASE_IMAGE=$base")
-    # apt inside the build reaches Debian's mirror through the host's network (and CA bundle).
-    if [[ $ENGINE == podman && -f $HOST_CA_BUNDLE ]]; then
-        args+=("--volume=$HOST_CA_BUNDLE:$HOST_CA_BUNDLE:ro")
-    fi
+    local args
+    mapfile -t args < <(host_build_args) # apt inside the build reaches Debian's mirror
+    args+=("--build-arg=BASE_IMAGE=$base")
     log "$ENGINE build on $base -> $IMAGE"
     "$ENGINE" build "${args[@]}" -t "$IMAGE" -f "$context/Containerfile" "$context"
     "$ENGINE" image prune -f >/dev/null

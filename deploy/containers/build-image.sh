@@ -14,7 +14,6 @@ source "$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)/env.sh"
 REPO_ROOT=$(cd "$CONTAINERS_DIR/../.." && pwd)
 IMAGE=${1:-fraudstream:local}
 LOCAL_BASE_IMAGE=${LOCAL_BASE_IMAGE:-localhost/fraudstream-base:bookworm}
-HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 BUILD_ARGS=()
 
 log() { printf 'build-image.sh: %s\n' "$*" >&2; }
@@ -33,18 +32,16 @@ add_base_image_arg() {
 }
 
 add_engine_args() {
+    local host_args
+    mapfile -t host_args < <(host_build_args) # pip reaches PyPI through the host's network
+    BUILD_ARGS+=("${host_args[@]}")
     if [[ $ENGINE == podman ]]; then
-        # Docker format keeps the HEALTHCHECK (OCI images have no field for it). The host's
-        # network and CA bundle let pip reach PyPI through whatever this machine trusts.
-        BUILD_ARGS+=(--format=docker "--ignorefile=$REPO_ROOT/deploy/Dockerfile.dockerignore")
-        if [[ -f $HOST_CA_BUNDLE ]]; then
-            BUILD_ARGS+=("--volume=$HOST_CA_BUNDLE:$HOST_CA_BUNDLE:ro")
-        fi
+        BUILD_ARGS+=("--ignorefile=$REPO_ROOT/deploy/Dockerfile.dockerignore")
     fi
 }
 
 build() {
-    "$ENGINE" build --network=host "${BUILD_ARGS[@]}" -f "$REPO_ROOT/deploy/Dockerfile" "$@" "$REPO_ROOT"
+    "$ENGINE" build "${BUILD_ARGS[@]}" -f "$REPO_ROOT/deploy/Dockerfile" "$@" "$REPO_ROOT"
 }
 
 main() {

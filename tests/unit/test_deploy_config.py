@@ -184,6 +184,52 @@ def test_compose_services_use_only_known_attributes_and_depend_on_defined_servic
         assert not missing, f"{name} depends on services compose.yaml does not define: {missing}"
 
 
+def _user_owned_image_folders() -> set[str]:
+    """Folders deploy/Dockerfile creates owned by its non-root user (``install -d -o``)."""
+    text = (REPO_ROOT / "deploy" / "Dockerfile").read_text().replace("\\\n", " ")
+    found: set[str] = set()
+    for command in re.findall(r"install -d -o fraudstream -g fraudstream ([^&\n]+)", text):
+        found.update(command.split())
+    return found
+
+
+@pytest.mark.parametrize("file", COMPOSE_FILES)
+def test_compose_named_volumes_of_the_project_image_are_folders_its_user_owns(file: str) -> None:
+    """Docker gives a new named volume the owner of the image's folder at the mount point, root
+    where the image has none: the image's non-root user could not write its models or store."""
+    document = compose(file)
+    named_volumes = set(document.get("volumes") or {})
+    owned = _user_owned_image_folders()
+    for name, service in document["services"].items():
+        if not str(service.get("image")).endswith("fraudstream:local"):
+            continue
+        for volume in service.get("volumes", []):
+            source, target = str(volume).split(":")[:2]
+            if source in named_volumes:
+                assert target in owned, f"{name}: {target} is not a folder the image's user owns"
+
+
+@pytest.mark.parametrize("file", COMPOSE_FILES)
+def test_compose_mlflow_accepts_the_host_names_its_callers_use(file: str) -> None:
+    """MLflow 3 answers only Host headers it is told about: the services call it as mlflow:5000."""
+    command = " ".join(str(part) for part in compose(file)["services"]["mlflow"]["command"])
+    allowed = re.search(r"--allowed-hosts[= ](\S+)", command)
+    assert allowed, "mlflow server without --allowed-hosts refuses the other services"
+    assert {"mlflow:5000", "127.0.0.1:5000"} <= set(allowed.group(1).split(","))
+
+
+@pytest.mark.parametrize("file", COMPOSE_FILES)
+def test_compose_first_model_trains_on_history_that_ends_today(file: str) -> None:
+    """`fraudstream-train train` reads the last 28 days; history from its default start day
+    (2025-01-01) is outside them, and the first model had nothing to train on."""
+    command = " ".join(str(part) for part in compose(file)["services"]["model"]["command"])
+    history = re.search(r"fraudstream-generate history (.*?)(&&|$)", command)
+    assert history, "the model service no longer simulates its history"
+    assert re.search(
+        r"--days 28 --start \"\$\$\(date -u -d '28 days ago' \+%F\)\"", history.group(1)
+    )
+
+
 def _environments(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Every environment mapping, the x- anchors included."""
     found = [value for key, value in document.items() if key.startswith("x-")]
