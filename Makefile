@@ -99,6 +99,7 @@ format: venv ## apply ruff's fixes and formatting
 	$(BIN)/ruff format .
 
 bench: venv up model ## limit vs plain loop vs worker vs /predict, memory, scale-out, features (~17 min)
+	bash deploy/tools/install-wrk.sh # the /predict leg's load generator (bench/predict_load.py)
 	mkdir -p .local/bench
 	$(BIN)/python bench/bench_compare.py --model $(MODEL_DIR) --output .local/bench/compare.json
 	$(BIN)/python bench/bench_memory.py --model $(MODEL_DIR) --output .local/bench/memory.json

@@ -252,7 +252,8 @@ def goal_values(
         "worker_p50_ms_at_2000": worker["latency"]["p50_ms"],
         "worker_p99_ms_at_2000": worker["latency"]["p99_ms"],
         "worker_p99_ms_at_200": worker["latency_at_low_rate"]["p99_ms"],
-        "predict_req_per_s": served["predict_concurrent"]["req_per_s"],
+        # The server's rate: from wrk's leg where wrk is installed (predict_load's docstring).
+        "predict_req_per_s": served.get("predict_wrk", served["predict_concurrent"])["req_per_s"],
     }
 
 
@@ -282,6 +283,17 @@ def table(result: dict[str, Any]) -> str:
             f"POST /predict, {conc['clients']} clients",
             f"{conc['req_per_s']:,.0f} req/s",
             f"{lat(conc)} (closed loop)",
+        ),
+        *(
+            [
+                (
+                    f"POST /predict, {pred['predict_wrk']['clients']} clients (wrk)",
+                    f"{pred['predict_wrk']['req_per_s']:,.0f} req/s",
+                    f"{lat(pred['predict_wrk'])} (closed loop)",
+                )
+            ]
+            if "predict_wrk" in pred
+            else []
         ),
         (
             f"POST /predict at {fixed['rate']:,.0f}/s",
