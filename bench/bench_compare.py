@@ -43,6 +43,7 @@ from stream_app.model_store import load_folder
 from stream_app.processor import BatchScorer
 from stream_app.scoring import thresholds_for
 from stream_app.validation import RawRecord
+from stream_app.verdicts import encode_verdicts
 
 BATCH = 1000
 LOW_RATE = 200.0  # the demo's rate: latency when the worker is mostly idle
@@ -74,8 +75,7 @@ def limit_leg(model: Path, messages: Sequence[Message], repeat: int) -> dict[str
         started, cpu_started = time.perf_counter(), time.process_time()
         for start in range(0, len(batches), BATCH):
             result = scorer.score_batch(batches[start : start + BATCH])
-            for verdict in result.verdicts:  # what the publisher hands to librdkafka
-                verdict.to_bytes()
+            encode_verdicts(result.verdicts)  # what the publisher hands to librdkafka
             if len(matrices) * BATCH < len(messages):
                 matrices.append(_features_of(result.verdicts))
         core_rates.append(len(batches) / (time.perf_counter() - started))

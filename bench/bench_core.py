@@ -5,7 +5,9 @@ single numbers are noisy; rows per CPU second are reported too):
 
 - ``pydantic``: every verdict built as a :class:`stream_app.schemas.Verdict` and encoded by
   pydantic (``Verdict.to_bytes``), as the core did before its verdicts were encoded directly;
-- ``core``: the core as it runs (verdict rows encoded by pydantic from a plain dict, no model);
+- ``rows``: verdict rows encoded one by one by pydantic from a plain dict (``VerdictRow.to_bytes``),
+  as the core did before its verdicts were encoded a batch at a time;
+- ``core``: the core as it runs (a batch's verdicts encoded together, ``encode_verdicts``);
 - ``booster``: the model alone (``ModelBundle.predict``) on the feature matrices the core
   computed, batch by batch: the limit the core is measured against. ``core / booster`` is
   printed, a ratio from one process, steadier on a shared machine than either number.
@@ -43,6 +45,7 @@ from stream_app.model_store import load_folder
 from stream_app.processor import BatchScorer
 from stream_app.scoring import thresholds_for
 from stream_app.validation import RawRecord
+from stream_app.verdicts import encode_verdicts
 
 BATCH = 1000
 GOAL_ROWS_PER_S = 100_000
@@ -60,12 +63,17 @@ def encode_pydantic(verdicts: Sequence[Any]) -> int:
     return sum(len(verdict.to_model().to_bytes()) for verdict in verdicts)
 
 
-def encode_direct(verdicts: Sequence[Any]) -> int:
+def encode_rows(verdicts: Sequence[Any]) -> int:
     return sum(len(verdict.to_bytes()) for verdict in verdicts)
+
+
+def encode_direct(verdicts: Sequence[Any]) -> int:
+    return sum(len(payload) for payload in encode_verdicts(verdicts))
 
 
 LEGS: dict[str, Callable[[Sequence[Any]], int]] = {
     "pydantic": encode_pydantic,
+    "rows": encode_rows,
     "core": encode_direct,
 }
 

@@ -238,39 +238,45 @@ class BatchScorer:
         reasons: dict[int, tuple[Reason, ...]] = dict(
             zip(flagged, top_reasons(self.model, matrix[flagged]), strict=True)
         )
-        shadow_scores = self.shadow.predict(matrix).tolist() if self.shadow else None
         scored_at = datetime.now(UTC)
         scored_ms = scored_at.timestamp() * 1000
-        name, version = self.model.metadata.name, self.model.metadata.version
-        # Whole-matrix conversions: Python floats of the exact float32 values, as
-        # features.feature_vector_to_dict gives them, without a numpy call per row.
-        rows, rules_version = matrix.tolist(), self.rules.version
-        shadow_version = self.shadow.metadata.version if self.shadow else None
-        verdicts = []
-        for index, (transaction, score, values, sent_ms) in enumerate(
-            zip(transactions, scores.tolist(), rows, produced_ms, strict=True)
-        ):
-            # A plain row, not a pydantic Verdict: stream_app.verdicts writes the model's bytes.
-            verdicts.append(
-                VerdictRow(
-                    transaction.transaction_id,
-                    transaction.customer_id,
-                    min(max(score, 0.0), 1.0),
-                    ruled.decisions[index],
-                    name,
-                    version,
-                    ruled.reasons[index] + reasons.get(index, ()),
-                    transaction.timestamp,
-                    scored_at,
-                    max(scored_ms - sent_ms, 0.0),
-                    values,
-                    None if shadow_scores is None else min(max(shadow_scores[index], 0.0), 1.0),
-                    shadow_version,
-                    rules_version,
-                    ruled.shadow_hits[index],
-                )
+        rows = len(transactions)
+        # Column by column, then one VerdictRow per row from the columns: no per-row Python
+        # beyond the row's own construction. np.clip and np.maximum give the values min/max
+        # gave (the same float64 arithmetic; float32 scores widen exactly in tolist).
+        model_reasons = [
+            (rule_reasons + reasons[index]) if index in reasons else rule_reasons
+            for index, rule_reasons in enumerate(ruled.reasons)
+        ]
+        if self.shadow is not None:
+            shadow_scores: list[float | None] = np.clip(self.shadow.predict(matrix), 0, 1).tolist()
+            shadow_version: str | None = self.shadow.metadata.version
+        else:
+            shadow_scores, shadow_version = [None] * rows, None
+        latencies = np.maximum(scored_ms - np.asarray(produced_ms, dtype=np.float64), 0.0)
+        # A plain row, not a pydantic Verdict: stream_app.verdicts writes the model's bytes.
+        return list(
+            map(
+                VerdictRow,
+                [transaction.transaction_id for transaction in transactions],
+                [transaction.customer_id for transaction in transactions],
+                np.clip(scores, 0, 1).tolist(),
+                ruled.decisions,
+                [self.model.metadata.name] * rows,
+                [self.model.metadata.version] * rows,
+                model_reasons,
+                [transaction.timestamp for transaction in transactions],
+                [scored_at] * rows,
+                latencies.tolist(),
+                # Python floats of the exact float32 values, as features.feature_vector_to_dict
+                # gives them, in one call for the matrix.
+                matrix.tolist(),
+                shadow_scores,
+                [shadow_version] * rows,
+                [self.rules.version] * rows,
+                ruled.shadow_hits,
             )
-        return verdicts
+        )
 
     def _count(
         self,

@@ -6,12 +6,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
+import xgboost as xgb
 
 from stream_app.features import FEATURE_NAMES
+from stream_app.model import ModelBundle
 from stream_app.rules import RuleSet, evaluate, load_rules, settings_rules
 from stream_app.schemas import Decision, Reason, Transaction
-from stream_app.scoring import Thresholds, decide, thresholds_for, top_reasons
+from stream_app.scoring import TOP_REASONS, Thresholds, decide, thresholds_for, top_reasons
 from tests.factories import tiny_bundle
 
 
@@ -50,6 +53,35 @@ def test_reasons_name_the_feature_that_raised_the_score() -> None:
 
 def test_reasons_for_no_rows_is_empty() -> None:
     assert top_reasons(tiny_bundle(), np.empty((0, 3), dtype=np.float32)) == []
+
+
+def one_row_reasons(bundle: ModelBundle, row: npt.NDArray[np.float32]) -> tuple[Reason, ...]:
+    """top_reasons as it was written before it worked on the batch: one row, validated Reasons."""
+    names = bundle.metadata.feature_names
+    matrix = xgb.DMatrix(row[None, :], feature_names=list(names), nthread=1)
+    contributions = bundle.booster.predict(matrix, pred_contribs=True, approx_contribs=True)[0, :-1]
+    order = np.argsort(-contributions)[:TOP_REASONS]
+    return tuple(
+        Reason(
+            code=names[index],
+            value=float(row[index]),
+            contribution=round(float(contributions[index]), 6),
+        )
+        for index in order
+        if contributions[index] > 0
+    )
+
+
+def test_a_batch_gets_the_reasons_each_of_its_rows_gets_alone() -> None:
+    bundle = tiny_bundle()
+    rng = np.random.default_rng(18)
+    rows = rng.choice([0.0, 1.0, 3.0, -2.5, 0.1], size=(200, 3)).astype(np.float32)
+    batch = top_reasons(bundle, rows)
+    assert {len(reasons) for reasons in batch} == {0, 1, 2, 3}  # every count, none padded
+    assert [reason.to_bytes() for each in batch for reason in each] == [
+        reason.to_bytes() for row in rows for reason in one_row_reasons(bundle, row)
+    ]
+    assert batch == [one_row_reasons(bundle, row) for row in rows]
 
 
 def rule_txn(**changes: object) -> Transaction:

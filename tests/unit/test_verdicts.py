@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import string
@@ -9,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from stream_app.features import FEATURE_NAMES
 from stream_app.schemas import Reason, Verdict
-from stream_app.verdicts import VerdictRow
+from stream_app.verdicts import VerdictRow, encode_verdicts
 
 # Text pydantic and the stdlib might escape differently: quotes, backslashes, every control
 # character, DEL, line and paragraph separators, non-ASCII of every UTF-8 length.
@@ -100,3 +101,64 @@ def test_the_bytes_read_back_as_the_same_verdict() -> None:
         decoded = Verdict.model_validate_json(row.to_bytes())
         assert decoded.to_bytes() == row.to_model().to_bytes()
         assert json.loads(row.to_bytes())["transaction_id"] == row.transaction_id
+
+
+def plain_text(rng: random.Random) -> str:
+    """Text the batch encoder writes itself (no escaping needed), with JSON's and %'s own
+    punctuation that must come through as it is."""
+    alphabet = string.ascii_letters + string.digits + " %-_.:,{}[]@"
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+
+
+def plain_row(rng: random.Random) -> VerdictRow:
+    """A verdict whose text is all plain, so the batch encoder's own path writes it; numbers,
+    times, reasons and every optional-field shape as varied as :func:`varied_row`'s."""
+    row = varied_row(rng)
+    row.transaction_id, row.customer_id = plain_text(rng), plain_text(rng)
+    row.model_name, row.model_version = plain_text(rng), plain_text(rng)
+    if row.shadow_model_version is not None or rng.random() < 0.2:
+        row.shadow_model_version = plain_text(rng)
+    if row.shadow_score is None and rng.random() < 0.2:
+        row.shadow_score = unit_float(rng)
+    if row.rules_version is not None:
+        row.rules_version = plain_text(rng)
+    return row
+
+
+def test_the_batch_encoder_writes_every_byte_of_the_pydantic_model() -> None:
+    rng = random.Random(1818)  # noqa: S311 - reproducible test data
+    for _ in range(100):
+        # Mostly plain rows (the encoder's own path) with some that need escaping mixed in,
+        # which it hands to the per-row path: both must land in their place in the batch.
+        rows = [
+            varied_row(rng) if rng.random() < 0.1 else plain_row(rng)
+            for _ in range(rng.choice([0, 1, 2, 50, 200]))
+        ]
+        encoded = encode_verdicts(rows)
+        assert len(encoded) == len(rows)
+        for row, payload in zip(rows, encoded, strict=True):
+            assert payload == row.to_model().to_bytes(), row
+
+
+def test_the_batch_encoder_covers_every_optional_field_shape() -> None:
+    rng = random.Random(2)  # noqa: S311 - reproducible test data
+    rows = []
+    for features, shadow_score, shadow_version, rules in itertools.product([False, True], repeat=4):
+        row = plain_row(rng)
+        row.feature_values = [varied_float(rng) for _ in FEATURE_NAMES] if features else None
+        row.shadow_score = unit_float(rng) if shadow_score else None
+        row.shadow_model_version = plain_text(rng) if shadow_version else None
+        row.rules_version = plain_text(rng) if rules else None
+        rows.append(row)
+    for row, payload in zip(rows, encode_verdicts(rows), strict=True):
+        assert payload == row.to_model().to_bytes(), row
+
+
+def test_the_batch_encoder_passes_rows_that_need_escaping_to_pydantic() -> None:
+    rng = random.Random(3)  # noqa: S311 - reproducible test data
+    rows = [plain_row(rng) for _ in range(len(AWKWARD) * 4)]
+    for index, (row, awkward) in enumerate(zip(rows, AWKWARD * 4, strict=True)):
+        field = ("transaction_id", "customer_id", "model_name", "model_version")[index % 4]
+        setattr(row, field, getattr(row, field) + awkward)
+    for row, payload in zip(rows, encode_verdicts(rows), strict=True):
+        assert payload == row.to_model().to_bytes(), row
