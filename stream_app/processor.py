@@ -24,7 +24,7 @@ from stream_app.rules import RuleSet, evaluate
 from stream_app.schemas import DeadLetter, Label, Reason, Transaction, Verdict
 from stream_app.scoring import Thresholds, top_reasons
 from stream_app.state import ChangelogRecord, EntityState, remember_transaction
-from stream_app.validation import RawRecord, Rejection, dead_letter, parse_transaction
+from stream_app.validation import RawRecord, Rejection, dead_letter, parse_transactions
 from stream_app.verdicts import VerdictRow
 
 
@@ -137,10 +137,13 @@ class BatchScorer:
         dead_letters: list[DeadLetter] = []
         # ids accepted earlier in this batch: folded into the state only by _featurise, later
         accepted: set[tuple[str, str]] = set()
-        for record in records:
-            parsed = parse_transaction(record.value, now)
-            if isinstance(parsed, Transaction):
-                parsed = self._unless_duplicate(parsed, record.offset, accepted)
+        outcomes = parse_transactions([record.value for record in records], now)
+        for record, outcome in zip(records, outcomes, strict=True):
+            parsed = (
+                self._unless_duplicate(outcome, record.offset, accepted)
+                if isinstance(outcome, Transaction)
+                else outcome
+            )
             if isinstance(parsed, Rejection):
                 dead_letters.append(dead_letter(record, parsed, now))
             else:
