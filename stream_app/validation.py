@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -64,6 +65,29 @@ def parse_transaction(value: bytes | None, now: datetime) -> Transaction | Rejec
         if fast is not None:
             return _check_event_time(fast, now)
     return parse_with_pydantic(value, now)
+
+
+def parse_transactions(
+    values: Sequence[bytes | None], now: datetime
+) -> list[Transaction | Rejection]:
+    """parse_transaction for each of ``values``: the same outcomes, in the same order.
+
+    What is the same for the whole batch is done once (the event-time bounds); each message is
+    still decided alone, so a bad one goes to the pydantic path by itself and costs the others
+    nothing."""
+    earliest, latest = now - MAX_EVENT_AGE, now + MAX_EVENT_LEAD
+    canonical, reference = _canonical_transaction, parse_with_pydantic
+    outcomes: list[Transaction | Rejection] = []
+    append = outcomes.append
+    for value in values:
+        fast = None if value is None or len(value) > MAX_MESSAGE_BYTES else canonical(value)
+        if fast is None:
+            append(reference(value, now))
+        elif earliest <= fast.timestamp <= latest:
+            append(fast)
+        else:
+            append(_out_of_range(fast, now))
+    return outcomes
 
 
 def parse_with_pydantic(value: bytes | None, now: datetime) -> Transaction | Rejection:
@@ -237,12 +261,16 @@ def _summarise(exc: ValidationError) -> str:
 
 def _check_event_time(transaction: Transaction, now: datetime) -> Transaction | Rejection:
     if not now - MAX_EVENT_AGE <= transaction.timestamp <= now + MAX_EVENT_LEAD:
-        return Rejection(
-            "timestamp_out_of_range",
-            f"timestamp {transaction.timestamp.isoformat()} is not within "
-            f"-{MAX_EVENT_AGE.days}d/+{_hours(MAX_EVENT_LEAD)}h of {now.isoformat()}",
-        )
+        return _out_of_range(transaction, now)
     return transaction
+
+
+def _out_of_range(transaction: Transaction, now: datetime) -> Rejection:
+    return Rejection(
+        "timestamp_out_of_range",
+        f"timestamp {transaction.timestamp.isoformat()} is not within "
+        f"-{MAX_EVENT_AGE.days}d/+{_hours(MAX_EVENT_LEAD)}h of {now.isoformat()}",
+    )
 
 
 def _hours(delta: timedelta) -> int:

@@ -9,6 +9,7 @@ from typing import get_args
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream_app.schemas import Transaction
 from stream_app.validation import (
@@ -18,6 +19,7 @@ from stream_app.validation import (
     Rejection,
     dead_letter,
     parse_transaction,
+    parse_transactions,
 )
 from tests.factories import ORIGINAL_API_REQUEST
 from tests.malformed_corpus import MalformedCase, corpus
@@ -135,3 +137,12 @@ def test_a_timestamp_beyond_what_utc_can_hold_is_a_schema_violation_not_a_crash(
     assert isinstance(result, Rejection)
     assert result.reason == "schema_violation"
     assert "out of range in UTC" in result.error
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(batch=st.lists(templates(), min_size=1, max_size=40))
+def test_a_generated_batch_gets_each_message_its_own_reason(batch: list[Template]) -> None:
+    """Good and bad messages mixed in one batch: each comes out as it does alone."""
+    cases = render_stream(batch, NOW, "batch")
+    values = [case.value for case in cases]
+    assert parse_transactions(values, NOW) == [parse_transaction(value, NOW) for value in values]

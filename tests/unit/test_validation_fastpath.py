@@ -22,6 +22,7 @@ from stream_app.validation import (
     Rejection,
     _canonical_transaction,
     parse_transaction,
+    parse_transactions,
     parse_with_pydantic,
 )
 from tests.malformed_corpus import corpus, valid_payload
@@ -33,6 +34,13 @@ NOW = datetime(2024, 11, 1, 12, tzinfo=UTC)
 def assert_same_outcome(value: bytes, now: datetime = NOW) -> bool:
     """Both paths agree on ``value``; True when the fast path itself accepted it."""
     fast, reference = parse_transaction(value, now), parse_with_pydantic(value, now)
+    return assert_equal_outcomes(value, fast, reference)
+
+
+def assert_equal_outcomes(
+    value: bytes | None, fast: Transaction | Rejection, reference: Transaction | Rejection
+) -> bool:
+    """``fast`` is ``reference`` field by field; True when the fast path accepted ``value``."""
     if isinstance(reference, Rejection):
         assert fast == reference, value
         return False
@@ -46,7 +54,7 @@ def assert_same_outcome(value: bytes, now: datetime = NOW) -> bool:
     assert fast.__pydantic_extra__ == reference.__pydantic_extra__, value
     assert fast.__pydantic_private__ == reference.__pydantic_private__, value
     assert fast.to_bytes() == reference.to_bytes(), value
-    return _canonical_transaction(value) is not None
+    return value is not None and _canonical_transaction(value) is not None
 
 
 def simulated(count: int) -> list[Transaction]:
@@ -179,3 +187,47 @@ def test_built_transactions_carry_the_slots_pydantic_models_have() -> None:
     assert isinstance(built, Transaction)
     constructed = Transaction.model_construct(**built.__dict__)
     assert list(built.__dict__.items()) == list(constructed.__dict__.items())
+
+
+# --- parse_transactions: a whole batch at once, each message's outcome its own
+
+
+def mixed_values(count: int) -> list[bytes | None]:
+    """Simulated (good) messages shuffled among the corpus' and the generator's (mostly bad)."""
+    rng = random.Random(3)  # noqa: S311 - reproducible test data
+    good = [each.to_bytes() for each in simulated(count)]
+    bad = [case.value for case in corpus(NOW)]
+    bad += [case.value for case in render_stream(collect_templates(count), NOW, "batch")]
+    values: list[bytes | None] = [*good, *bad, None, b"", b"\n", good[0] + b"\n" + good[1]]
+    rng.shuffle(values)
+    return values
+
+
+def test_a_batch_gets_each_message_its_own_outcome() -> None:
+    values = mixed_values(2_000)
+    now = NOW + timedelta(days=400)  # the simulated history (2025) and NOW both in range
+    outcomes = parse_transactions(values, now)
+    assert len(outcomes) == len(values)
+    fast = sum(
+        assert_equal_outcomes(value, outcome, parse_with_pydantic(value, now))
+        for value, outcome in zip(values, outcomes, strict=True)
+    )
+    assert fast >= 1_500, "the batch's good messages did not take the fast path"
+    assert any(isinstance(outcome, Rejection) for outcome in outcomes)
+
+
+def test_one_bad_message_does_not_cost_the_good_ones_of_its_batch() -> None:
+    good = [each.to_bytes() for each in simulated(50)]
+    now = max(Transaction.model_validate_json(value).timestamp for value in good)
+    for bad in [b"{", b"\xff", None, good[0][:-1], good[0].replace(b"2025-", b"1970-")]:
+        for position in (0, 20, len(good)):
+            values = [*good[:position], bad, *good[position:]]
+            outcomes = parse_transactions(values, now)
+            assert isinstance(outcomes[position], Rejection), (bad, position)
+            assert outcomes[position] == parse_with_pydantic(bad, now)
+            rest = outcomes[:position] + outcomes[position + 1 :]
+            assert rest == [parse_with_pydantic(value, now) for value in good]
+
+
+def test_an_empty_batch_has_no_outcomes() -> None:
+    assert parse_transactions([], NOW) == []
