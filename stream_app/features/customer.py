@@ -17,6 +17,12 @@ values of its kind and then stops growing, so for a customer past the cap every 
 value, including repeats of values that were not admitted, reads as first seen. Values are
 compared by a 30-bit CRC tag (:func:`core.tag`), not as strings, in both paths.
 
+``seconds_since_device_first_seen``: seconds from the customer's first transaction on this
+device to this one, for a device in the remembered set; 0.0 otherwise, like the flag's 1.0
+("first seen" and "first used now" are the same event, including past the cap); MISSING for a
+device remembered by a snapshot format older than the first-use times
+(:mod:`stream_app.features.customer_state`), whose first use is unknown.
+
 Online state is built for time-ordered input per customer (the transactions topic is keyed by
 customer): a transaction arriving after a later one of the same customer is scored on the state
 as it is.
@@ -32,7 +38,12 @@ from functools import lru_cache
 from stream_app import geo
 from stream_app.features import core
 from stream_app.features.core import US_PER_DAY, US_PER_HOUR, Event
-from stream_app.features.customer_state import CustomerState, int_array
+from stream_app.features.customer_state import (
+    CustomerState,
+    decode_first_use,
+    encode_first_use,
+    int_array,
+)
 
 DEVICE_CAPACITY = 16
 MERCHANT_CAPACITY = 64
@@ -66,6 +77,7 @@ CUSTOMER_FEATURES: tuple[str, ...] = (
     "amount_zscore_30d",
     "seconds_since_prev_txn",
     "device_first_seen",
+    "seconds_since_device_first_seen",
     "merchant_first_seen",
     "region_first_seen",
     "region_changed",
@@ -110,11 +122,24 @@ def customer_features(state: CustomerState, event: Event) -> list[float]:
         cents_30d / 100.0 / count_30d if count_30d else missing,
         *_amount_profile(event, count_30d, cents_30d, squares_30d),
         missing if state.last_us is None else max(t - state.last_us, 0) / 1e6,
-        0.0 if event.device_tag in seen else 1.0,
+        *_device_novelty(seen, event),
         0.0 if event.merchant_tag in seen else 1.0,
         0.0 if event.region_tag in seen else 1.0,
         *_travel(state, event),
     ]
+
+
+def _device_novelty(seen: array[int], event: Event) -> tuple[float, float]:
+    """``device_first_seen`` and ``seconds_since_device_first_seen``. A device tag in ``seen``
+    is followed by its first-use time (two words of kind 0, which no tag lookup matches)."""
+    device = event.device_tag
+    if device not in seen:
+        return 1.0, 0.0
+    index = seen.index(device)
+    first_us = decode_first_use(seen[index + 1], seen[index + 2])
+    if first_us is None:
+        return 0.0, core.MISSING
+    return 0.0, max(event.t_us - first_us, 0) / 1e6
 
 
 def _exact_windows(recent: array[int], t: int) -> tuple[int, int, int, int]:
@@ -230,7 +255,7 @@ def observe_customer(state: CustomerState, event: Event) -> None:
     seen = state.seen
     for tagged in (event.device_tag, event.merchant_tag, event.region_tag):
         if tagged not in seen:
-            _admit(seen, tagged)
+            _admit(seen, tagged, t)
     state.last_us = t
     state.last_region = event.region
 
@@ -263,11 +288,17 @@ def _bucket_index(days: array[int], day: int) -> int:
     return index
 
 
-def _admit(seen: array[int], tagged: int) -> None:
-    """Remember a new tag unless the set is full for its kind."""
+def _admit(seen: array[int], tagged: int, t_us: int) -> None:
+    """Remember a new tag unless the set is full for its kind; a device with its first use.
+
+    The first-use words have kind 0, so :func:`_count_kind` does not count them, and
+    ``len(seen) < _SMALLEST_CAPACITY`` still implies that no kind is full.
+    """
     kind = core.tag_kind(tagged)
     if len(seen) < _SMALLEST_CAPACITY or _count_kind(seen, kind) < _CAPACITY[kind]:
         seen.append(tagged)
+        if kind == core.DEVICE_KIND:
+            seen.extend(encode_first_use(t_us))
 
 
 def _count_kind(seen: array[int], kind: int) -> int:

@@ -25,7 +25,7 @@ from stream_app.features.customer import (
     WEEK_DAYS,
     distance_km,
 )
-from stream_app.features.offline import FloatArray, IntArray, OfflineEvents, Timeline
+from stream_app.features.offline import BoolArray, FloatArray, IntArray, OfflineEvents, Timeline
 
 
 def customer_columns(events: OfflineEvents) -> dict[str, FloatArray]:
@@ -110,19 +110,34 @@ def _distances(events: OfflineEvents, previous: IntArray) -> FloatArray:
 
 
 def _first_seen_columns(events: OfflineEvents, timeline: Timeline) -> dict[str, FloatArray]:
+    device_seen, device_first_us = _first_seen(
+        timeline, events.device_tag, events.t_us, DEVICE_CAPACITY
+    )
+    elapsed = events.t_us - device_first_us
     return {
-        "device_first_seen": _first_seen(timeline, events.device_tag, DEVICE_CAPACITY),
-        "merchant_first_seen": _first_seen(timeline, events.merchant_tag, MERCHANT_CAPACITY),
-        "region_first_seen": _first_seen(timeline, events.region_tag, REGION_CAPACITY),
+        "device_first_seen": np.where(device_seen, 0.0, 1.0),
+        # Rows are in event order within the customer, so the first use is never later.
+        "seconds_since_device_first_seen": np.where(device_seen, elapsed / 1e6, 0.0),
+        "merchant_first_seen": _first_seen_flag(timeline, events.merchant_tag, MERCHANT_CAPACITY),
+        "region_first_seen": _first_seen_flag(timeline, events.region_tag, REGION_CAPACITY),
     }
 
 
-def _first_seen(timeline: Timeline, tags: IntArray, capacity: int) -> FloatArray:
-    """1.0 unless an earlier transaction of the customer used the tag and it was admitted.
+def _first_seen_flag(timeline: Timeline, tags: IntArray, capacity: int) -> FloatArray:
+    seen, _ = _first_seen(timeline, tags, np.zeros(len(tags), dtype=np.int64), capacity)
+    return np.where(seen, 0.0, 1.0)
+
+
+def _first_seen(
+    timeline: Timeline, tags: IntArray, t_us: IntArray, capacity: int
+) -> tuple[BoolArray, IntArray]:
+    """Per input row: whether an earlier transaction of the customer used the tag and it was
+    admitted (the flag is 0.0 then), and the time of the pair's first transaction.
 
     In sorted order, a (customer, tag) pair's first row admits the tag if fewer than
     ``capacity`` distinct tags of the customer came before it; later rows of the pair are seen
-    exactly when the first one was admitted.
+    exactly when the first one was admitted. Online that first row's time is what the state
+    stores with the tag.
     """
     pair_keys = timeline.entity[timeline.order] * (1 << 32) + tags[timeline.order]
     pair_codes = pd.factorize(pair_keys, sort=False)[0].astype(np.int64)
@@ -132,7 +147,10 @@ def _first_seen(timeline: Timeline, tags: IntArray, capacity: int) -> FloatArray
     sorted_start = timeline.entity_start()
     distinct_before = firsts[:-1] - firsts[sorted_start]
     admitted = (distinct_before < capacity)[is_first]
-    seen = ~is_first & admitted[pair_codes]
-    result = np.empty(len(tags), dtype=np.float64)
-    result[timeline.order] = np.where(seen, 0.0, 1.0)
-    return result
+    # Codes number the pairs in order of their first rows, so code k's first row is the k-th.
+    first_us = t_us[timeline.order][is_first][pair_codes]
+    seen = np.empty(len(tags), dtype=np.bool_)
+    seen[timeline.order] = ~is_first & admitted[pair_codes]
+    first = np.empty(len(tags), dtype=np.int64)
+    first[timeline.order] = first_us
+    return seen, first

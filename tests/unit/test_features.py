@@ -144,6 +144,7 @@ def test_first_transaction_has_empty_history_values() -> None:
         "amount_zscore_30d": 0.0,
         "seconds_since_prev_txn": MISSING,
         "device_first_seen": 1.0,
+        "seconds_since_device_first_seen": 0.0,
         "merchant_first_seen": 1.0,
         "region_first_seen": 1.0,
         "region_changed": MISSING,
@@ -347,6 +348,45 @@ def test_first_seen_sets_stop_admitting_at_capacity() -> None:
     assert result[17:] == [0.0, 1.0]  # d16 came after 16 devices: never remembered
 
 
+def test_seconds_since_device_first_seen_counts_from_the_first_use() -> None:
+    rows = [
+        txn(MONDAY, device="d1"),
+        txn(MONDAY + pd.Timedelta(minutes=10), device="d2"),
+        txn(MONDAY + pd.Timedelta(hours=1, microseconds=500_001), device="d1"),
+        txn(MONDAY + pd.Timedelta(hours=2), device="d2"),
+        txn(MONDAY + pd.Timedelta(hours=2), device="d2"),  # same instant: 0 s more
+        txn(MONDAY + pd.Timedelta(days=40), device="d1"),  # past every window: still known
+        txn(MONDAY + pd.Timedelta(days=40), device="d3", customer="c2"),
+        txn(MONDAY + pd.Timedelta(days=41), device="d1", customer="c2"),  # c1's device
+    ]
+
+    result = features_of(rows)
+
+    assert result["seconds_since_device_first_seen"].tolist() == [
+        0.0,
+        0.0,
+        np.float32(3600.500001),
+        6600.0,
+        6600.0,
+        40 * 86400.0,
+        0.0,
+        0.0,
+    ]
+    assert result["device_first_seen"].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+
+
+def test_a_device_past_the_capacity_reads_as_first_used_now() -> None:
+    rows = [txn(MONDAY + pd.Timedelta(minutes=i), device=f"d{i}") for i in range(17)]
+    rows += [
+        txn(MONDAY + pd.Timedelta(hours=1), device="d0"),
+        txn(MONDAY + pd.Timedelta(hours=2), device="d16"),
+    ]
+
+    result = features_of(rows)["seconds_since_device_first_seen"].tolist()
+
+    assert result == [0.0] * 17 + [3600.0, 0.0]  # d16 was never remembered, like the flag
+
+
 def test_squared_amounts_past_int64_agree_and_do_not_crash() -> None:
     rows = [txn(MONDAY + pd.Timedelta(seconds=i), amount=1_000_000.0) for i in range(1000)]
 
@@ -400,6 +440,81 @@ def test_from_bytes_rejects_other_versions_and_torn_snapshots() -> None:
     for cut in (1, 8, 9, len(snapshot) - 3):
         with pytest.raises(ValueError, match="truncated"):
             CustomerState.from_bytes(snapshot[:-cut])
+
+
+def _without_first_use(seen: array[int]) -> array[int]:
+    """``seen`` as the formats before first-use times held it: the tags alone."""
+    return array("I", [tagged for tagged in seen if tagged & 3])
+
+
+def _old_formats(customer: CustomerState) -> tuple[bytes, dict[str, object]]:
+    """The customer as binary version 2 and JSON version 1 wrote it: the same layout as the
+    current ones but for ``seen``, which held bare tags."""
+    bare = CustomerState(
+        last_us=customer.last_us,
+        last_region=customer.last_region,
+        recent=customer.recent,
+        days=customer.days,
+        seen=_without_first_use(customer.seen),
+        transaction_tags=customer.transaction_tags,
+    )
+    return b"\x02" + bare.to_bytes()[1:], bare.to_dict() | {"version": 1}
+
+
+def test_old_snapshots_decode_with_the_first_use_of_their_devices_unknown() -> None:
+    customers, _, transactions = _replayed_states(11)
+    key = max(customers, key=lambda name: len(customers[name].seen))
+    customer = customers[key]
+    devices = sorted({t.device_id for t in transactions if t.customer_id == key})
+    probe = max(transactions, key=lambda transaction: transaction.timestamp)
+    index = FEATURE_NAMES.index("seconds_since_device_first_seen")
+    old_binary, old_json = _old_formats(customer)
+
+    for restored in (CustomerState.from_bytes(old_binary), CustomerState.from_dict(old_json)):
+        assert len(restored.seen) == len(customer.seen)  # two words after each device tag
+        assert _without_first_use(restored.seen) == _without_first_use(customer.seen)
+        remembered = 0
+        for device in devices:
+            on_device = probe.model_copy(update={"customer_id": key, "device_id": device})
+            old_row = online_features(on_device, restored, MerchantState()).tolist()
+            new_row = online_features(on_device, customer, MerchantState()).tolist()
+            remembered += new_row[index - 1] == 0.0  # device_first_seen
+            # Past the device capacity, a device reads as first used now in both formats.
+            assert old_row[index] == (MISSING if new_row[index - 1] == 0.0 else 0.0)
+            assert old_row[:index] + old_row[index + 1 :] == new_row[:index] + new_row[index + 1 :]
+        assert remembered == 16  # the heavy customer's capacity: the case above is not vacuous
+
+
+def test_a_device_first_used_after_an_upgrade_gets_its_time() -> None:
+    customers, _, transactions = _replayed_states(11)
+    key = min(customers, key=lambda name: len(customers[name].seen))
+    probe = max(transactions, key=lambda transaction: transaction.timestamp)
+    index = FEATURE_NAMES.index("seconds_since_device_first_seen")
+    first = probe.model_copy(update={"customer_id": key, "device_id": "new-after-upgrade"})
+    later = first.model_copy(update={"timestamp": probe.timestamp + pd.Timedelta(seconds=90)})
+
+    for old in _old_formats(customers[key]):
+        restored = (
+            CustomerState.from_bytes(old)
+            if isinstance(old, bytes)
+            else CustomerState.from_dict(old)
+        )
+        observe_transaction(restored, MerchantState(), first)
+
+        assert online_features(later, restored, MerchantState()).tolist()[index] == 90.0
+        assert CustomerState.from_bytes(restored.to_bytes()) == restored
+        assert CustomerState.from_dict(json.loads(json.dumps(restored.to_dict()))) == restored
+
+
+def test_snapshots_with_a_device_tag_lacking_its_first_use_are_refused() -> None:
+    customers, _, _ = _replayed_states(11)
+    customer = max(customers.values(), key=lambda state: len(state.seen))
+    old_binary, old_json = _old_formats(customer)
+
+    with pytest.raises(ValueError, match="wrong length"):
+        CustomerState.from_bytes(b"\x03" + old_binary[1:])  # bare tags under the new version
+    with pytest.raises(ValueError, match="wrong length"):
+        CustomerState.from_dict(old_json | {"version": 2})
 
 
 def test_from_dict_rejects_other_versions_and_torn_arrays() -> None:
