@@ -13,6 +13,7 @@ import os
 import sys
 from datetime import timedelta
 
+from stream_app.features import FEATURE_NAMES
 from stream_app.metrics import create_worker_metrics
 from stream_app.model import ModelBundle, ModelLoadError
 from stream_app.model_store import ModelStore, load_folder
@@ -23,6 +24,7 @@ from stream_app.schemas import Label, ModelUpdate
 from stream_app.scoring import thresholds_for
 from stream_app.settings import Settings
 from stream_app.worker.merchant_volume_reader import VOLUME_LOOKBACK_US, MerchantVolumeReader
+from stream_app.worker.model_checks import feature_list_problem
 from stream_app.worker.model_swap import ModelSwapper, create_swap_metrics
 from stream_app.worker.parts import WorkerParts
 from stream_app.worker.publisher import VerdictPublisher
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     except ModelLoadError as exc:
         sys.stderr.write(f"fraudstream-worker: {exc} (train one with `make model`)\n")
         raise SystemExit(2) from exc
+    _refuse_other_features(bundle)
     thresholds = thresholds_for(
         bundle, settings.worker.review_threshold, settings.worker.block_threshold
     )
@@ -129,15 +132,43 @@ def _volume_reader(settings: Settings, scorer: BatchScorer) -> MerchantVolumeRea
     return reader
 
 
+def _refuse_other_features(bundle: ModelBundle) -> None:
+    """Exit 2 when the model was trained on another feature list than this code computes.
+
+    The booster only checks the number of columns, so a model from another release (a feature
+    added, removed or moved) would score every transaction on shifted columns without an error.
+    """
+    if bundle.metadata.feature_names == FEATURE_NAMES:
+        return
+    problem = feature_list_problem(bundle.metadata.feature_names, FEATURE_NAMES)
+    log.error(
+        "model refused: model=%s version=%s %s (retrain it with this release)",
+        bundle.metadata.name,
+        bundle.metadata.version,
+        problem,
+    )
+    sys.stderr.write(
+        f"fraudstream-worker: model {bundle.metadata.name} v{bundle.metadata.version}: "
+        f"{problem}; retrain it with this release\n"
+    )
+    raise SystemExit(2)
+
+
 def _load_shadow(settings: Settings) -> ModelBundle | None:
     path = settings.worker.shadow_model_path
     if path is None:
         return None
     try:
-        return load_folder(path)
+        shadow = load_folder(path)
     except ModelLoadError as exc:  # a broken challenger must not stop scoring
         log.error("shadow model not loaded path=%s error=%s", path, exc)
         return None
+    if shadow.metadata.feature_names != FEATURE_NAMES:
+        # Its scores would be computed on the wrong columns: worse than no shadow scores.
+        problem = feature_list_problem(shadow.metadata.feature_names, FEATURE_NAMES)
+        log.error("shadow model not loaded path=%s error=%s", path, problem)
+        return None
+    return shadow
 
 
 def _run(settings: Settings, parts: WorkerParts) -> None:
