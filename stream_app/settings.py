@@ -205,10 +205,18 @@ class DriftSettings(Section):
     """PSI (over the reference's deciles or values) at or above which a feature has drifted."""
     drift_share_threshold: float = Field(default=0.12, gt=0, le=1)
     """Share of monitored features drifted at or above which a window counts as drifted."""
-    excluded_features: tuple[str, ...] = ("hour_of_day", "day_of_week", "is_weekend", "amount")
+    excluded_features: tuple[str, ...] = (
+        "hour_of_day",
+        "day_of_week",
+        "is_weekend",
+        "amount",
+        "seconds_since_device_first_seen",
+    )
     """Not checked (JSON list): calendar features always differ from a sample spanning days, and
     so does ``amount`` (local currency: the currency mix follows the clock round the world;
-    ``amount_usd`` is checked)."""
+    ``amount_usd`` is checked); ``seconds_since_device_first_seen`` grows with the customers'
+    history, so a later window always reads as drifted from the reference
+    (``device_first_seen`` is checked)."""
     consecutive_windows: int = Field(default=3, ge=1)
     """Drifted windows in a row that raise a retrain request."""
     cooldown_seconds: float = Field(default=3600, ge=0)
