@@ -79,11 +79,11 @@ podman-service: engine ## podman's Docker-compatible API on .local/podman/podman
 	bash deploy/containers/podman-service.sh start
 	@bash deploy/containers/podman-service.sh env
 
-test: venv up prometheus tools image broker-image prometheus-image ## run every test (unit and integration, on the real broker)
-	$(BIN)/pytest
+test: venv up prometheus tools image broker-image prometheus-image ## run every test but the chaos soak (unit and integration, on the real broker)
+	$(BIN)/pytest -m "not chaos"
 
 chaos: venv ## the chaos soak: 100,000 transactions, 32 seeded faults, its own broker on 19292 (~10 min; docs/faults.md)
-	$(BIN)/pytest tests/integration/test_chaos_soak.py -m slow -s -q -p no:cacheprovider \
+	$(BIN)/pytest tests/integration/test_chaos_soak.py -m chaos -s -q -p no:cacheprovider \
 		-o log_cli=false $(if $(CHAOS_BASETEMP),--basetemp=$(CHAOS_BASETEMP))
 
 test-unit: venv ## run the tests that need no broker

@@ -30,6 +30,7 @@ def config_from_env() -> SoakConfig:
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_chaos_soak_loses_nothing_and_keeps_state_exact(
     trained_model_dir: Path, tmp_path: Path
 ) -> None:
