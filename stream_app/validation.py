@@ -60,11 +60,8 @@ class Rejection:
 
 def parse_transaction(value: bytes | None, now: datetime) -> Transaction | Rejection:
     """Validate one message value; ``now`` bounds plausible event times."""
-    if value is not None and len(value) <= MAX_MESSAGE_BYTES:
-        fast = _canonical_transaction(value)
-        if fast is not None:
-            return _check_event_time(fast, now)
-    return parse_with_pydantic(value, now)
+    (outcome,) = parse_transactions((value,), now)
+    return outcome
 
 
 def parse_transactions(
